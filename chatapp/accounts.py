@@ -1,0 +1,147 @@
+"""Users kept in Redis: create, look up, authenticate, change.
+
+A user is one hash under `Keys.user(name)`, keyed by the lower-case name so
+names are unique regardless of case; the displayed name keeps its case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from . import passwords
+from .store import Keys
+
+USERNAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}")
+USERNAME_RULE = "1 to 32 characters: letters, digits and _, not starting with a digit."
+
+DEMO_USERS = (
+    ("admin", "admin", True),
+    ("thanos", "Rd123456789", False),
+    ("ironman", "Rd123456789", False),
+)
+
+# Create only if the lower-case name is free; index it in the users zset.
+_CREATE_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'name', ARGV[1], 'pw', ARGV[2], 'su', ARGV[3],
+           'disabled', '0', 'joined', ARGV[4], 'last_login', '')
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
+return 1
+"""
+
+
+class UsernameTaken(Exception):
+    """The name (in any letter case) belongs to someone already."""
+
+
+def username_problem(name: str) -> str | None:
+    """Why `name` cannot be a username, or None if it can."""
+    if not name:
+        return "Enter a username."
+    if not USERNAME_RE.fullmatch(name):
+        return f"Usernames are {USERNAME_RULE}"
+    return None
+
+
+@dataclass(frozen=True)
+class User:
+    username: str
+    is_superuser: bool
+    disabled: bool
+    joined: float
+    last_login: float | None
+
+    @classmethod
+    def from_hash(cls, data: dict[bytes, bytes]) -> User:
+        last = data.get(b"last_login") or b""
+        return cls(
+            username=data[b"name"].decode(),
+            is_superuser=data.get(b"su") == b"1",
+            disabled=data.get(b"disabled") == b"1",
+            joined=float(data.get(b"joined") or 0),
+            last_login=float(last) if last else None,
+        )
+
+
+class Accounts:
+    """The user directory. Password hashing runs in a thread, never on the loop."""
+
+    def __init__(self, redis: aioredis.Redis, bcrypt_rounds: int) -> None:
+        self._redis = redis
+        self._rounds = bcrypt_rounds
+        self._create = redis.register_script(_CREATE_SCRIPT)
+        self._dummy_hash: str | None = None
+
+    async def _hash(self, password: str) -> str:
+        return await asyncio.to_thread(passwords.hash_password, password, self._rounds)
+
+    async def create(self, username: str, password: str, *, superuser: bool = False) -> User:
+        """Store a new user; raise UsernameTaken if the name exists in any case."""
+        hashed = await self._hash(password)
+        now = time.time()
+        created = await self._create(
+            keys=[Keys.user(username), Keys.users],
+            args=[username, hashed, "1" if superuser else "0", repr(now), username.lower()],
+        )
+        if not created:
+            raise UsernameTaken(username)
+        return User(username, superuser, False, now, None)
+
+    async def get(self, username: str) -> User | None:
+        if not USERNAME_RE.fullmatch(username or ""):
+            return None
+        data = await self._redis.hgetall(Keys.user(username))
+        return User.from_hash(data) if data else None
+
+    async def exists(self, username: str) -> bool:
+        return bool(await self._redis.exists(Keys.user(username)))
+
+    async def authenticate(self, username: str, password: str) -> User | None:
+        """The user if the password matches, else None.
+
+        Unknown names cost one bcrypt check against a dummy hash, so the answer
+        takes as long as for a wrong password and does not reveal who exists.
+        """
+        stored = None
+        if USERNAME_RE.fullmatch(username or ""):
+            stored = await self._redis.hmget(Keys.user(username), "pw")
+            stored = stored[0].decode() if stored and stored[0] else None
+        hashed = stored or await self._get_dummy_hash()
+        ok = await asyncio.to_thread(passwords.check_password, password, hashed)
+        if not (ok and stored):
+            return None
+        return await self.get(username)
+
+    async def _get_dummy_hash(self) -> str:
+        if self._dummy_hash is None:
+            self._dummy_hash = await self._hash("not a password of anyone")
+        return self._dummy_hash
+
+    async def record_login(self, username: str) -> None:
+        await self._redis.hset(Keys.user(username), "last_login", repr(time.time()))
+
+    async def set_password(self, username: str, password: str) -> None:
+        await self._redis.hset(Keys.user(username), "pw", await self._hash(password))
+
+    async def set_flag(self, username: str, flag: str, value: bool) -> None:
+        """Set `disabled` or `su` on an existing user."""
+        assert flag in ("disabled", "su")
+        await self._redis.hset(Keys.user(username), flag, "1" if value else "0")
+
+    async def seed_demo_users(self) -> list[str]:
+        """Create the demo users that are missing; return the names created."""
+        created = []
+        for name, password, superuser in DEMO_USERS:
+            if await self.exists(name):
+                continue
+            try:
+                await self.create(name, password, superuser=superuser)
+                created.append(name)
+            except UsernameTaken:  # another worker seeded it first
+                pass
+        return created

@@ -1,0 +1,150 @@
+"""`create_app()`: wiring only — config, store, sessions, middlewares, routes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sys
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from aiohttp_session import session_middleware
+
+from . import chat_views, health, middlewares, views
+from .accounts import Accounts
+from .config import ENV_CONFIG_PATH, Config, ConfigError, load_config
+from .keys import (
+    SESSION_STORAGE,
+    accounts_key,
+    config_key,
+    metrics_key,
+    rooms_key,
+    secret_key,
+    store_key,
+    throttle_key,
+)
+from .metrics import Metrics
+from .paths import find_dir
+from .rooms import RoomDirectory
+from .sessions import SignedRedisStorage
+from .store import Keys, Store, make_store
+from .throttle import LoginThrottle
+
+log = logging.getLogger("chatapp")
+
+
+def gunicorn_workers() -> int | None:
+    """The -w of the gunicorn running us, or None when not under gunicorn."""
+    if "gunicorn" not in os.path.basename(sys.argv[0]):
+        return None
+    try:
+        from gunicorn.config import Config as GunicornConfig
+
+        parser = GunicornConfig().parser()
+        args = os.environ.get("GUNICORN_CMD_ARGS", "").split() + sys.argv[1:]
+        parsed, _ = parser.parse_known_args(args)
+        return int(parsed.workers or os.environ.get("WEB_CONCURRENCY", 1))
+    except Exception:  # an unusual gunicorn: don't guess
+        return None
+
+
+async def _session_secret(config: Config, store: Store) -> bytes:
+    """The configured secret, or one generated once and shared through Redis."""
+    if config.session.secret_key:
+        return config.session.secret_key.encode()
+    generated = secrets.token_hex(32)
+    # SET NX: every worker of one deployment ends up with the same key.
+    await store.raw.set(Keys.secret, generated, nx=True)
+    shared = (await store.raw.get(Keys.secret) or generated.encode()).decode()
+    log.warning(
+        "session.secret_key is not set: using a generated one kept in Redis; "
+        "set session.secret_key (CHATAPP_SESSION_SECRET_KEY) in production"
+    )
+    return shared.encode()
+
+
+async def _store_ctx(app: web.Application):
+    """Connect the store, settle the secret and the demo users; close on the way out."""
+    config, store = app[config_key], app[store_key]
+    await store.wait_ready(config.redis.connect_timeout)
+    app[secret_key] = await _session_secret(config, store)
+    app[SESSION_STORAGE].set_secret(app[secret_key])
+    if config.demo.seed_users:
+        created = await app[accounts_key].seed_demo_users()
+        log.warning(
+            "demo.seed_users is on: demo users admin, thanos and ironman exist%s; "
+            "turn it off in production",
+            f" (created {', '.join(created)})" if created else "",
+        )
+    workers = gunicorn_workers() or 1
+    log.info(
+        "chatapp worker %d started: store %s, %d worker%s",
+        os.getpid(),
+        store.display_url,
+        workers,
+        "" if workers == 1 else "s",
+    )
+    yield
+    await store.close()
+
+
+def create_app(config: Config | None = None) -> web.Application:
+    """Build the application; reads `$CHATAPP_CONFIG` (default config.yaml) when no config."""
+    if config is None:
+        try:
+            config = load_config(os.environ.get(ENV_CONFIG_PATH, "config.yaml"))
+        except ConfigError as exc:
+            print(f"chatapp: config error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+    workers = gunicorn_workers()
+    if config.is_memory_store and workers and workers > 1:
+        print(
+            "chatapp: config error: redis.url: memory:// is private to one process, so "
+            f"{workers} workers would not see each other's users, sessions or messages; "
+            "use a real Redis (redis://host:port/db)",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    store = make_store(config.redis.url)
+    storage = SignedRedisStorage(
+        store.raw,
+        cookie_name=config.session.cookie_name,
+        max_age=config.session.max_age,
+        secure=config.session.secure,
+    )
+    app = web.Application(
+        middlewares=[
+            middlewares.error_pages,
+            session_middleware(storage),
+            middlewares.auth,
+            middlewares.csrf,
+        ],
+        client_max_size=256 * 1024,
+    )
+    app[config_key] = config
+    app[store_key] = store
+    app[SESSION_STORAGE] = storage
+    app[metrics_key] = Metrics()
+    app[accounts_key] = Accounts(store.raw, config.accounts.bcrypt_rounds)
+    app[throttle_key] = LoginThrottle(
+        store.raw,
+        per_user=config.accounts.login_failures_per_user,
+        per_address=config.accounts.login_failures_per_address,
+        window=config.accounts.login_failure_window,
+    )
+    app[rooms_key] = RoomDirectory(store.raw)
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(str(find_dir("templates"))),
+        autoescape=True,
+        context_processors=[views.template_context],
+    )
+    app.cleanup_ctx.append(_store_ctx)
+    app.on_response_prepare.append(middlewares.add_security_headers)
+    app.add_routes(views.routes)
+    app.add_routes(chat_views.routes)
+    app.add_routes(health.routes)
+    app.router.add_static("/static/", find_dir("static"), name="static", append_version=False)
+    return app

@@ -1,0 +1,132 @@
+"""Middlewares: error pages, login guard, CSRF check; and the security headers."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from urllib.parse import quote
+
+import aiohttp_jinja2
+from aiohttp import web
+from aiohttp_session import get_session
+
+from .keys import accounts_key, user_key
+from .sessions import end_session
+
+log = logging.getLogger(__name__)
+
+# Pages only logged-in people reach; everything else is public.
+PROTECTED_PREFIXES = ("/chat/", "/admin/", "/ws/", "/logout/")
+# Paths that never need a session (cheap, and no cookie churn).
+SESSIONLESS_PREFIXES = ("/static/", "/healthz", "/metrics", "/favicon.ico")
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+ERROR_TEXTS = {
+    400: ("Bad request", "The request could not be understood."),
+    403: ("Forbidden", "You are not allowed to see this page."),
+    404: ("Page not found", "There is nothing at this address."),
+    405: ("Method not allowed", "This page does not accept that kind of request."),
+    413: ("Too large", "The request was too large."),
+    429: ("Too many requests", "Slow down and try again in a little while."),
+    500: ("Something went wrong", "The server hit an error. It has been logged; try again."),
+}
+
+
+async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: every response, pages, errors and static files alike."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+
+
+def error_page(request: web.Request, status: int, detail: str | None = None) -> web.Response:
+    title, text = ERROR_TEXTS.get(status, ("Error", "The request failed."))
+    response = aiohttp_jinja2.render_template(
+        "error.html",
+        request,
+        {"status": status, "title": title, "text": detail or text},
+        status=status,
+    )
+    return response
+
+
+@web.middleware
+async def error_pages(request: web.Request, handler):
+    """Friendly pages for HTTP errors; a logged traceback and a 500 page for bugs."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or request.path.startswith("/ws/"):
+            raise
+        # aiohttp's default body is "404: Not Found"; anything else was written for people.
+        detail = None if exc.text in (None, f"{exc.status}: {exc.reason}") else exc.text
+        response = error_page(request, exc.status, detail)
+        for name in ("Allow", "Retry-After"):
+            if name in exc.headers:
+                response.headers[name] = exc.headers[name]
+        return response
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_page(request, 500)
+
+
+def _needs_login(path: str) -> bool:
+    return path.startswith(PROTECTED_PREFIXES)
+
+
+@web.middleware
+async def auth(request: web.Request, handler):
+    """Settle who is asking; send anonymous visitors of chat pages to the login form."""
+    if request.path.startswith(SESSIONLESS_PREFIXES):
+        request[user_key] = None
+        return await handler(request)
+    session = await get_session(request)
+    user = None
+    name = session.get("user")
+    if name:
+        user = await request.app[accounts_key].get(name)
+        if user is None or user.disabled:
+            await end_session(request)
+            user = None
+    request[user_key] = user
+    if user is None and _needs_login(request.path):
+        if request.path.startswith("/ws/"):
+            raise web.HTTPForbidden(text="Log in first.")
+        if request.method == "GET":
+            raise web.HTTPFound(f"/login/?next={quote(request.path_qs, safe='/')}")
+        raise web.HTTPFound("/login/")
+    return await handler(request)
+
+
+@web.middleware
+async def csrf(request: web.Request, handler):
+    """Every unsafe request must carry the session's token in `csrf_token`."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return await handler(request)
+    session = await get_session(request)
+    expected = session.get("csrf")
+    try:
+        form = await request.post()
+    except (ValueError, web.HTTPException):
+        form = {}
+    given = form.get("csrf_token")
+    if not expected or not isinstance(given, str) or not hmac.compare_digest(given, expected):
+        log.warning("CSRF check failed on %s %s", request.method, request.path)
+        return error_page(
+            request,
+            403,
+            "This form's security token was missing or out of date (CSRF check failed). "
+            "Go back, reload the page and try again.",
+        )
+    return await handler(request)

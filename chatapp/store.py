@@ -1,0 +1,138 @@
+"""The Redis client of this process: a real Redis or the embedded `memory://` store.
+
+Every Redis key chatapp uses is named here, under one prefix, so an operator
+can see the whole layout in one place and share a Redis with other programs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+PREFIX = "chatapp:"
+
+
+class StoreUnavailable(Exception):
+    """Redis could not be reached; the message names the URL."""
+
+
+class Keys:
+    """Names of every Redis key and channel (all `bytes`-safe ASCII)."""
+
+    secret = PREFIX + "secret"
+    users = PREFIX + "users"  # zset: lower-case name -> joined time
+    rooms = PREFIX + "rooms"  # zset: room name -> last activity time
+    session_prefix = PREFIX + "session"  # aiohttp-session adds "_<id>"
+
+    @staticmethod
+    def user(name: str) -> str:
+        return f"{PREFIX}user:{name.lower()}"
+
+    @staticmethod
+    def user_sessions(name: str) -> str:
+        return f"{PREFIX}user:{name.lower()}:sessions"
+
+    @staticmethod
+    def session(session_id: str) -> str:
+        return f"{Keys.session_prefix}_{session_id}"
+
+    @staticmethod
+    def login_failures_user(name: str) -> str:
+        return f"{PREFIX}throttle:login:user:{name.lower()}"
+
+    @staticmethod
+    def login_failures_address(address: str) -> str:
+        return f"{PREFIX}throttle:login:addr:{address}"
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced, for logs and error lines."""
+    parts = urlsplit(url)
+    if parts.password:
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        user = parts.username or ""
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    return url
+
+
+@dataclass
+class Store:
+    """One Redis client per process; `raw` returns bytes (aiohttp-session needs that)."""
+
+    url: str
+    raw: aioredis.Redis
+    _fake_server: Any = field(default=None, repr=False)
+
+    @property
+    def is_memory(self) -> bool:
+        return self._fake_server is not None
+
+    @property
+    def display_url(self) -> str:
+        return redact(self.url)
+
+    async def ping(self, timeout: float = 2.0) -> None:
+        """Raise StoreUnavailable unless Redis answers within `timeout` seconds."""
+        try:
+            await asyncio.wait_for(self.raw.ping(), timeout)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise StoreUnavailable(f"Redis at {self.display_url}: {_reason(exc)}") from exc
+
+    def pubsub(self) -> aioredis.client.PubSub:
+        return self.raw.pubsub(ignore_subscribe_messages=True)
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for Redis to answer; StoreUnavailable after that."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                await self.ping(timeout=max(0.1, deadline - time.monotonic()))
+                return
+            except StoreUnavailable as exc:
+                if time.monotonic() >= deadline:
+                    raise StoreUnavailable(f"cannot reach {exc}") from None
+                await asyncio.sleep(0.2)
+
+    async def close(self) -> None:
+        await self.raw.aclose()
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "no answer (timed out)"
+    return str(exc) or type(exc).__name__
+
+
+def _make_client(url: str) -> tuple[aioredis.Redis, Any]:
+    if url.startswith("memory://"):
+        import fakeredis  # only the embedded store needs it
+
+        server = fakeredis.FakeServer()
+        return fakeredis.FakeAsyncRedis(server=server, decode_responses=False), server
+    client = aioredis.from_url(
+        url,
+        decode_responses=False,
+        socket_connect_timeout=3,
+        # A stopped (hung) Redis must not hold a request forever.
+        socket_timeout=5,
+        socket_keepalive=True,
+        health_check_interval=15,
+    )
+    return client, None
+
+
+def make_store(url: str) -> Store:
+    """Create the client for `url`; it connects on first use (see `Store.wait_ready`)."""
+    client, server = _make_client(url)
+    return Store(url=url, raw=client, _fake_server=server)

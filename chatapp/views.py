@@ -1,0 +1,164 @@
+"""The HTML pages: register, login, logout and the front door."""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp_jinja2
+from aiohttp import web
+from aiohttp_session import get_session
+
+from .accounts import USERNAME_RULE, UsernameTaken, username_problem
+from .keys import accounts_key, config_key, throttle_key, user_key
+from .netutil import client_address, parse_networks, safe_next
+from .passwords import MIN_LENGTH, password_problems
+from .sessions import csrf_token_of, end_session, start_session
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+BAD_LOGIN = (
+    "Please enter a correct username and password. Note that both fields may be case-sensitive."
+)
+DISABLED = "This account has been disabled. Ask an administrator to enable it."
+
+
+class _LazyCsrfToken:
+    """Creates the session's CSRF token only when a page actually renders a form."""
+
+    def __init__(self, session) -> None:
+        self._session = session
+
+    def __str__(self) -> str:
+        return csrf_token_of(self._session) if self._session is not None else ""
+
+    def __html__(self) -> str:
+        return str(self)
+
+
+async def template_context(request: web.Request) -> dict:
+    """Jinja2 context processor (runs on every request): user and form token."""
+    session = None
+    if not request.path.startswith(("/static/", "/healthz", "/metrics", "/ws/")):
+        try:
+            session = await get_session(request)
+        except Exception:  # Redis down while rendering an error page: no form token
+            log.warning("no session for %s: Redis unavailable", request.path)
+    return {"user": request.get(user_key), "csrf_token": _LazyCsrfToken(session)}
+
+
+def _form_page(request, template, status=200, **context) -> web.Response:
+    context.setdefault("errors", {})
+    context.setdefault("next", safe_next(request.query.get("next"), default=""))
+    context.setdefault("username_rule", USERNAME_RULE)
+    context.setdefault("password_min", MIN_LENGTH)
+    return aiohttp_jinja2.render_template(template, request, context, status=status)
+
+
+def _field(form, name: str) -> str:
+    value = form.get(name, "")
+    return value if isinstance(value, str) else ""
+
+
+@routes.get("/")
+async def index(request: web.Request) -> web.Response:
+    raise web.HTTPFound("/chat/")
+
+
+@routes.get("/register/")
+async def register_form(request: web.Request) -> web.Response:
+    if request[user_key] is not None:
+        raise web.HTTPFound("/chat/")
+    return _form_page(request, "register.html")
+
+
+@routes.post("/register/")
+async def register(request: web.Request) -> web.Response:
+    form = await request.post()
+    username = _field(form, "username").strip()
+    password, password2 = _field(form, "password"), _field(form, "password2")
+    next_url = safe_next(_field(form, "next"), default="")
+    errors: dict[str, list[str]] = {}
+    accounts = request.app[accounts_key]
+    problem = username_problem(username)
+    if problem:
+        errors["username"] = [problem]
+    elif await accounts.exists(username):
+        errors["username"] = ["A user with that username already exists."]
+    if not password:
+        errors["password"] = ["Enter a password."]
+    else:
+        pw_problems = password_problems(password, None, username)
+        if pw_problems:
+            errors["password"] = pw_problems
+        if password != password2:
+            errors["password2"] = ["The two password fields didn't match."]
+    if not errors:
+        try:
+            user = await accounts.create(username, password)
+        except UsernameTaken:
+            errors["username"] = ["A user with that username already exists."]
+    if errors:
+        return _form_page(
+            request, "register.html", status=400, errors=errors, username=username, next=next_url
+        )
+    log.info("registered user %s", user.username)
+    await start_session(request, user.username)
+    await accounts.record_login(user.username)
+    raise web.HTTPFound(next_url or "/chat/")
+
+
+@routes.get("/login/")
+async def login_form(request: web.Request) -> web.Response:
+    if request[user_key] is not None:
+        raise web.HTTPFound(safe_next(request.query.get("next")))
+    return _form_page(request, "login.html")
+
+
+@routes.post("/login/")
+async def login(request: web.Request) -> web.Response:
+    form = await request.post()
+    username = _field(form, "username").strip()
+    password = _field(form, "password")
+    next_url = safe_next(_field(form, "next") or request.query.get("next"), default="")
+    config = request.app[config_key]
+    address = client_address(request, parse_networks(config.security.trusted_proxies))
+    throttle = request.app[throttle_key]
+
+    def again(status: int, message: str) -> web.Response:
+        return _form_page(
+            request,
+            "login.html",
+            status=status,
+            username=username,
+            next=next_url,
+            errors={"__all__": [message]},
+        )
+
+    verdict = await throttle.check(username, address)
+    if not verdict.allowed:
+        log.warning("login throttled for %r from %s", username, address)
+        response = again(429, verdict.message)
+        response.headers["Retry-After"] = str(verdict.retry_after)
+        return response
+    accounts = request.app[accounts_key]
+    user = await accounts.authenticate(username, password)
+    if user is None:
+        await throttle.record_failure(username, address)
+        log.info("failed login for %r from %s", username, address)
+        return again(400, BAD_LOGIN)
+    if user.disabled:
+        return again(400, DISABLED)
+    await throttle.reset_user(username)
+    await start_session(request, user.username)
+    await accounts.record_login(user.username)
+    log.info("login %s from %s", user.username, address)
+    raise web.HTTPFound(next_url or "/chat/")
+
+
+@routes.post("/logout/")
+async def logout(request: web.Request) -> web.Response:
+    user = request[user_key]
+    await end_session(request)
+    log.info("logout %s", user.username if user else "?")
+    raise web.HTTPFound("/login/")
