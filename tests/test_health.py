@@ -1,0 +1,34 @@
+"""`/healthz` answers 200 while Redis answers, 503 naming Redis when it does not."""
+
+from .conftest import make_config
+from .support import RedisServer
+
+
+async def test_healthz_ok(client):
+    response = await client.get("/healthz")
+    assert response.status == 200
+    assert await response.json() == {"status": "ok", "redis": "ok"}
+
+
+async def test_healthz_ok_on_memory_store(app_factory):
+    client = await app_factory("memory://")
+    assert (await client.get("/healthz")).status == 200
+
+
+async def test_healthz_503_while_redis_is_down_and_200_after(aiohttp_client):
+    from chatapp.app import create_app
+
+    server = RedisServer().start()
+    try:
+        client = await aiohttp_client(create_app(make_config(server.url)))
+        assert (await client.get("/healthz")).status == 200
+        server.kill()
+        response = await client.get("/healthz")
+        assert response.status == 503
+        body = await response.json()
+        assert body["redis"] == "unavailable"
+        assert server.url in body["detail"]
+        server.start()
+        assert (await client.get("/healthz")).status == 200
+    finally:
+        server.cleanup()

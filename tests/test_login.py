@@ -1,0 +1,152 @@
+"""Login, logout, session rotation, the login guard and `next` redirects."""
+
+import pytest
+
+from chatapp import passwords
+
+from .conftest import PASSWORD, AuthActions, page_text
+
+
+@pytest.fixture
+async def bob(auth: AuthActions) -> AuthActions:
+    assert (await auth.register("bob")).status == 302
+    assert (await auth.logout()).status == 302
+    return auth
+
+
+async def test_login_succeeds_and_redirects_to_rooms(bob: AuthActions):
+    response = await bob.login("bob")
+    assert response.status == 302
+    assert response.headers["Location"] == "/chat/"
+
+
+async def test_login_is_case_insensitive_for_the_name(bob: AuthActions):
+    assert (await bob.login("BOB")).status == 302
+    page = await bob.client.get("/chat/")
+    assert "<strong>bob</strong>" in await page.text()
+
+
+@pytest.mark.parametrize(("username", "password"), [("bob", "wrong-pass-1"), ("nobody", PASSWORD)])
+async def test_login_failure_shows_one_message(bob: AuthActions, username, password):
+    response = await bob.login(username, password)
+    assert response.status == 400
+    assert "Please enter a correct username and password" in await page_text(response)
+
+
+async def test_unknown_user_costs_a_bcrypt_check_like_a_wrong_password(bob, monkeypatch):
+    calls = []
+    real = passwords.check_password
+
+    def counting(password, hashed):
+        calls.append(hashed)
+        return real(password, hashed)
+
+    monkeypatch.setattr(passwords, "check_password", counting)
+    await bob.login("bob", "wrong-pass-1")
+    await bob.login("nobody", "wrong-pass-1")
+    assert len(calls) == 2
+    # Same algorithm and cost for both, so both take one bcrypt run.
+    assert calls[0][:7] == calls[1][:7] == "$2b$04$"
+
+
+async def test_anonymous_chat_page_redirects_to_login_with_next(client):
+    response = await client.get("/chat/lobby/", allow_redirects=False)
+    assert response.status == 302
+    assert response.headers["Location"] == "/login/?next=/chat/lobby/"
+
+
+@pytest.mark.parametrize("path", ["/chat/", "/admin/"])
+async def test_anonymous_protected_pages_redirect(client, path):
+    response = await client.get(path, allow_redirects=False)
+    assert response.status == 302
+    assert response.headers["Location"] == f"/login/?next={path}"
+
+
+async def test_login_honours_same_site_next(bob: AuthActions):
+    response = await bob.login("bob", next_url="/chat/lobby/")
+    assert response.headers["Location"] == "/chat/lobby/"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "https://evil.example/",
+        "//evil.example/",
+        "/\\evil.example/",
+        "http:/evil.example",
+        "javascript:alert(1)",
+        "%2F%2Fevil.example",
+        "evil.example",
+    ],
+)
+async def test_login_ignores_offsite_next(bob: AuthActions, target):
+    response = await bob.login("bob", next_url=target)
+    assert response.status == 302
+    assert response.headers["Location"] == "/chat/"
+
+
+async def test_login_rotates_the_session(bob: AuthActions):
+    await bob.client.get("/login/")
+    before = bob.session_cookie()
+    assert before
+    await bob.login("bob")
+    after = bob.session_cookie()
+    assert after and after != before
+    # The pre-login session is gone from Redis: replaying it is anonymous.
+    bob.use_cookie(before)
+    response = await bob.client.get("/chat/", allow_redirects=False)
+    assert response.status == 302
+    # Control: the same way of sending a cookie works with the live one.
+    bob.use_cookie(after)
+    assert (await bob.client.get("/chat/", allow_redirects=False)).status == 200
+
+
+async def test_logout_ends_the_server_side_session(bob: AuthActions):
+    await bob.login("bob")
+    cookie = bob.session_cookie()
+    response = await bob.logout()
+    assert response.status == 302
+    assert response.headers["Location"] == "/login/"
+    assert (await bob.client.get("/chat/", allow_redirects=False)).status == 302
+    bob.use_cookie(cookie)
+    replay = await bob.client.get("/chat/", allow_redirects=False)
+    assert replay.status == 302
+    assert replay.headers["Location"].startswith("/login/")
+
+
+async def test_logout_needs_post(bob: AuthActions):
+    await bob.login("bob")
+    response = await bob.client.get("/logout/", allow_redirects=False)
+    assert response.status == 405
+    assert (await bob.client.get("/chat/", allow_redirects=False)).status == 200
+
+
+async def test_forged_session_cookie_is_anonymous(client):
+    AuthActions(client).use_cookie("abc.def")
+    response = await client.get("/chat/", allow_redirects=False)
+    assert response.status == 302
+
+
+async def test_session_cookie_flags(auth: AuthActions):
+    response = await auth.register("gina")
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=Lax" in cookie
+    assert "Secure" not in cookie
+
+
+async def test_secure_cookie_when_configured(app_factory, redis_url):
+    client = await app_factory(redis_url, session={"secure": True})
+    response = await client.get("/login/")
+    assert "Secure" in response.headers["Set-Cookie"]
+
+
+async def test_session_cookie_holds_only_an_opaque_id(bob: AuthActions):
+    await bob.login("bob")
+    assert "bob" not in bob.session_cookie()
+
+
+async def test_login_page_when_logged_in_goes_to_rooms(bob: AuthActions):
+    await bob.login("bob")
+    response = await bob.client.get("/login/", allow_redirects=False)
+    assert response.status == 302

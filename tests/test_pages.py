@@ -1,0 +1,86 @@
+"""Page frame: security headers, friendly error pages, static files, the header bar."""
+
+import pytest
+
+from .conftest import AuthActions, page_text
+
+
+async def test_root_redirects_to_rooms(client):
+    response = await client.get("/", allow_redirects=False)
+    assert response.status == 302
+    assert response.headers["Location"] == "/chat/"
+
+
+@pytest.mark.parametrize("path", ["/login/", "/static/css/app.css", "/nowhere", "/healthz"])
+async def test_security_headers_on_every_response(client, path):
+    response = await client.get(path)
+    csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    assert "frame-ancestors 'none'" in csp
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Referrer-Policy"] == "same-origin"
+
+
+async def test_unknown_page_is_a_friendly_404(client):
+    response = await client.get("/nowhere")
+    assert response.status == 404
+    assert response.content_type == "text/html"
+    assert "There is nothing at this address." in await page_text(response)
+
+
+async def test_no_inline_script_in_pages(auth: AuthActions):
+    await auth.register("nina")
+    for path in ("/login/", "/register/", "/chat/"):
+        body = await (await auth.client.get(path)).text()
+        assert "<script>" not in body
+        assert " on" + "click=" not in body
+
+
+async def test_header_shows_user_and_logout(auth: AuthActions):
+    await auth.register("olga")
+    body = await (await auth.client.get("/chat/")).text()
+    assert "Logged in as <strong>olga</strong>" in body
+    assert 'action="/logout/"' in body
+    assert 'href="/admin/"' not in body
+
+
+async def test_rooms_page_is_html_with_lang(auth: AuthActions):
+    await auth.register("pete")
+    body = await (await auth.client.get("/chat/")).text()
+    assert '<html lang="en">' in body
+    assert "No rooms yet" in body
+
+
+async def test_room_form_rejects_bad_name_with_400(auth: AuthActions):
+    await auth.register("quinn")
+    token = await auth.csrf("/chat/")
+    response = await auth.client.post(
+        "/chat/", data={"room": "9 bad!", "csrf_token": token}, allow_redirects=False
+    )
+    assert response.status == 400
+    assert "Room names are 1 to 64 characters" in await page_text(response)
+
+
+async def test_room_form_redirects_to_room(auth: AuthActions):
+    await auth.register("rita")
+    token = await auth.csrf("/chat/")
+    response = await auth.client.post(
+        "/chat/", data={"room": "lobby", "csrf_token": token}, allow_redirects=False
+    )
+    assert response.status == 302
+    assert response.headers["Location"] == "/chat/lobby/"
+
+
+async def test_username_is_escaped_in_pages(auth: AuthActions):
+    response = await auth.register("<b>x</b>")
+    body = await response.text()
+    assert "<b>x</b>" not in body
+    assert "&lt;b&gt;x&lt;/b&gt;" in body
+
+
+async def test_metrics_served_on_loopback(client):
+    response = await client.get("/metrics")
+    assert response.status == 200
+    assert response.content_type == "text/plain"
