@@ -12,12 +12,15 @@ import jinja2
 from aiohttp import web
 from aiohttp_session import session_middleware
 
-from . import chat_views, health, middlewares, views
+from . import chat_views, health, middlewares, views, ws
 from .accounts import Accounts
+from .chat import ChatService
 from .config import ENV_CONFIG_PATH, Config, ConfigError, load_config
+from .hub import GOING_AWAY
 from .keys import (
     SESSION_STORAGE,
     accounts_key,
+    chat_key,
     config_key,
     metrics_key,
     rooms_key,
@@ -78,6 +81,8 @@ async def _store_ctx(app: web.Application):
             "turn it off in production",
             f" (created {', '.join(created)})" if created else "",
         )
+    chat = app[chat_key]
+    await chat.start()
     workers = gunicorn_workers() or 1
     log.info(
         "chatapp worker %d started: store %s, %d worker%s",
@@ -87,7 +92,13 @@ async def _store_ctx(app: web.Application):
         "" if workers == 1 else "s",
     )
     yield
+    await chat.stop()
     await store.close()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """on_shutdown: close every socket with 1001 so the worker can exit promptly."""
+    await app[chat_key].close_all(GOING_AWAY, "server shutting down")
 
 
 def create_app(config: Config | None = None) -> web.Application:
@@ -134,7 +145,8 @@ def create_app(config: Config | None = None) -> web.Application:
         per_address=config.accounts.login_failures_per_address,
         window=config.accounts.login_failure_window,
     )
-    app[rooms_key] = RoomDirectory(store.raw)
+    app[chat_key] = chat = ChatService(store, config, app[metrics_key])
+    app[rooms_key] = RoomDirectory(store.raw, chat.presence)
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(str(find_dir("templates"))),
@@ -142,9 +154,11 @@ def create_app(config: Config | None = None) -> web.Application:
         context_processors=[views.template_context],
     )
     app.cleanup_ctx.append(_store_ctx)
+    app.on_shutdown.append(_close_sockets)
     app.on_response_prepare.append(middlewares.add_security_headers)
     app.add_routes(views.routes)
     app.add_routes(chat_views.routes)
+    app.add_routes(ws.routes)
     app.add_routes(health.routes)
     app.router.add_static("/static/", find_dir("static"), name="static", append_version=False)
     return app

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import aiohttp_jinja2
 from aiohttp import web
 
-from .keys import rooms_key
-from .rooms import ROOM_RULE, room_problem
+from .keys import chat_key, config_key, rooms_key, user_key
+from .rooms import ROOM_RE, ROOM_RULE, room_problem
 
 routes = web.RouteTableDef()
 
@@ -49,3 +50,37 @@ async def enter_room(request: web.Request) -> web.Response:
     if problem:
         return await _rooms_page(request, status=400, errors={"room": [problem]}, room_name=name)
     raise web.HTTPFound(f"/chat/{name}/")
+
+
+@routes.get("/chat/{room}/")
+async def room_page(request: web.Request) -> web.Response:
+    name = request.match_info["room"]
+    if not ROOM_RE.fullmatch(name):
+        raise web.HTTPNotFound(text=f"There is no room here: room names are {ROOM_RULE}")
+    chat = request.app[chat_key]
+    count = request.app[config_key].chat.page_history
+    messages = [json.loads(m) for m in await chat.broker.recent(name, count)]
+    users = await chat.presence.users(name)
+    me = request[user_key].username
+    context = {
+        "room": name,
+        "messages": messages,
+        "users": users,
+        "me": me,
+        "last_id": messages[-1]["id"] if messages else 0,
+        "max_length": request.app[config_key].chat.max_message_length,
+    }
+    return aiohttp_jinja2.render_template("room.html", request, context)
+
+
+@routes.get("/api/rooms")
+async def rooms_json(request: web.Request) -> web.Response:
+    """The room list as JSON, for the page to keep counts fresh without a reload."""
+    rooms = await request.app[rooms_key].list_rooms()
+    return web.json_response(
+        {
+            "rooms": [
+                {"name": r.name, "count": r.count, "last_activity": r.last_activity} for r in rooms
+            ]
+        }
+    )

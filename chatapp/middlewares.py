@@ -16,7 +16,7 @@ from .sessions import end_session
 log = logging.getLogger(__name__)
 
 # Pages only logged-in people reach; everything else is public.
-PROTECTED_PREFIXES = ("/chat/", "/admin/", "/ws/", "/logout/")
+PROTECTED_PREFIXES = ("/chat/", "/admin/", "/ws/", "/logout/", "/api/")
 # Paths that never need a session (cheap, and no cookie churn).
 SESSIONLESS_PREFIXES = ("/static/", "/healthz", "/metrics", "/favicon.ico")
 
@@ -101,7 +101,7 @@ async def auth(request: web.Request, handler):
             user = None
     request[user_key] = user
     if user is None and _needs_login(request.path):
-        if request.path.startswith("/ws/"):
+        if request.path.startswith(("/ws/", "/api/")):
             raise web.HTTPForbidden(text="Log in first.")
         if request.method == "GET":
             raise web.HTTPFound(f"/login/?next={quote(request.path_qs, safe='/')}")

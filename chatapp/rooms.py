@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from .presence import Presence
 from .store import Keys
 
 ROOM_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
@@ -30,11 +31,30 @@ class RoomInfo:
 
 
 class RoomDirectory:
-    """Which rooms exist and when each last saw a message."""
+    """Which rooms exist, how many people each has now, when each was last active."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, presence: Presence) -> None:
         self._redis = redis
+        self._presence = presence
 
-    async def list_rooms(self, limit: int = 200) -> list[RoomInfo]:
+    async def list_rooms(self, limit: int = 500) -> list[RoomInfo]:
+        """Rooms with people first, then by last activity."""
         pairs = await self._redis.zrevrange(Keys.rooms, 0, limit - 1, withscores=True)
-        return [RoomInfo(name.decode(), 0, score or None) for name, score in pairs]
+        names = [name.decode() for name, _ in pairs]
+        pipe = self._redis.pipeline(transaction=False)
+        for name in names:
+            pipe.exists(Keys.room_seq(name))
+        alive = await pipe.execute()
+        counts = await self._presence.counts(names)
+        rooms, gone = [], []
+        for (name, score), exists in zip(
+            zip(names, (s for _, s in pairs), strict=True), alive, strict=True
+        ):
+            if not exists and not counts[name]:
+                gone.append(name)  # its history expired while empty
+                continue
+            rooms.append(RoomInfo(name, counts[name], score or None))
+        if gone:
+            await self._redis.zrem(Keys.rooms, *gone)
+        rooms.sort(key=lambda r: (r.count == 0, -(r.last_activity or 0)))
+        return rooms

@@ -46,6 +46,33 @@ class Keys:
         return f"{Keys.session_prefix}_{session_id}"
 
     @staticmethod
+    def room_seq(room: str) -> str:
+        return f"{PREFIX}room:{room}:seq"
+
+    @staticmethod
+    def room_history(room: str) -> str:
+        return f"{PREFIX}room:{room}:history"
+
+    @staticmethod
+    def room_members(room: str) -> str:
+        """zset: "<worker>|<username>" -> expiry time of that presence record."""
+        return f"{PREFIX}room:{room}:members"
+
+    @staticmethod
+    def room_channel(room: str) -> str:
+        return f"{PREFIX}room:{room}:channel"
+
+    control_channel = PREFIX + "control"
+
+    @staticmethod
+    def room_of_channel(channel: str) -> str:
+        return channel[len(PREFIX) + len("room:") : -len(":channel")]
+
+    @staticmethod
+    def send_rate(username: str) -> str:
+        return f"{PREFIX}rate:{username.lower()}"
+
+    @staticmethod
     def login_failures_user(name: str) -> str:
         return f"{PREFIX}throttle:login:user:{name.lower()}"
 

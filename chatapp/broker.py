@@ -1,0 +1,307 @@
+"""Publish, history and subscriptions over Redis; knows nothing of sockets.
+
+Contract: a message is stored and published in one Lua script, so the room's
+next id, the append to its history list, the trim to the limit and the
+publish happen atomically: ids, history order and delivery order agree.
+Delivery over pub/sub is at most once; the subscriber fills gaps itself after
+a reconnect (from history, by id), and clients resume with `?after=ID`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+
+from . import frames
+from .store import Keys, Store
+from .tasks import cancel_and_wait
+
+log = logging.getLogger(__name__)
+
+# KEYS: seq, history, channel, rooms, rate
+# ARGV: body (after "ts"), history limit, room, rate limit, rate window (ms)
+_APPEND = """
+local sent = redis.call('INCR', KEYS[5])
+if sent == 1 then redis.call('PEXPIRE', KEYS[5], ARGV[5]) end
+if sent > tonumber(ARGV[4]) then return -1 end
+local id = redis.call('INCR', KEYS[1])
+local now = redis.call('TIME')
+local msg = '{"type":"message","id":' .. id .. ',"ts":' .. now[1] .. '.'
+            .. string.format('%06d', now[2]) .. ARGV[1]
+redis.call('RPUSH', KEYS[2], msg)
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
+redis.call('PERSIST', KEYS[1])
+redis.call('PERSIST', KEYS[2])
+redis.call('ZADD', KEYS[4], now[1], ARGV[3])
+redis.call('PUBLISH', KEYS[3], msg)
+return id
+"""
+
+# Messages with id > ARGV[1]. The list holds ids seq-len+1 .. seq (consecutive),
+# so the start index follows from the id. Returns {seq, truncated, messages...}.
+_HISTORY_AFTER = """
+local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
+local len = redis.call('LLEN', KEYS[2])
+local first = seq - len + 1
+local after = tonumber(ARGV[1])
+local truncated = 0
+local start = after - first + 1
+if after > seq then start = 0; truncated = 1 end
+if start < 0 then start = 0; truncated = 1 end
+local out = {seq, truncated}
+for _, m in ipairs(redis.call('LRANGE', KEYS[2], start, -1)) do out[#out + 1] = m end
+return out
+"""
+
+
+@dataclass(frozen=True)
+class History:
+    messages: list[bytes]
+    truncated: bool
+    last_id: int  # the room's newest id when read (0: no message yet)
+
+
+class RateLimited(Exception):
+    """The sender is over `chat.rate_limit_messages` per `chat.rate_limit_seconds`."""
+
+
+class Unavailable(Exception):
+    """Redis did not take the message: it was not stored."""
+
+
+OnMessage = Callable[[str, bytes], None]
+
+
+class Broker:
+    """Store-and-publish, history reads, and this worker's one subscriber connection."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        history_limit: int,
+        rate_limit: int,
+        rate_window: float,
+        on_room_frame: OnMessage,
+        on_control: Callable[[bytes], None],
+    ) -> None:
+        self._store = store
+        self._redis = store.raw
+        self._history_limit = history_limit
+        self._rate_limit = rate_limit
+        self._rate_window_ms = max(1, int(rate_window * 1000))
+        self._append = self._redis.register_script(_APPEND)
+        self._history_after = self._redis.register_script(_HISTORY_AFTER)
+        self._on_room_frame = on_room_frame
+        self._on_control = on_control
+        self._rooms: set[str] = set()
+        self._pending: dict[str, asyncio.Future] = {}
+        # Highest id dispatched per room (drops gap-fill duplicates) ...
+        self._last_id: dict[str, int] = {}
+        # ... and the highest id local sockets got from history on joining.
+        self._floor: dict[str, int] = {}
+        self._pubsub = None
+        self._task: asyncio.Task | None = None
+        self._connected = asyncio.Event()
+        self.reconnects = 0
+
+    # -- publishing and reading -------------------------------------------------
+
+    async def publish_message(
+        self, room: str, username: str, text: str, client_id: str | None
+    ) -> int:
+        """Store and publish a message; return its id."""
+        body = frames.message_body(room, username, text, client_id)
+        try:
+            result = await self._append(
+                keys=[
+                    Keys.room_seq(room),
+                    Keys.room_history(room),
+                    Keys.room_channel(room),
+                    Keys.rooms,
+                    Keys.send_rate(username),
+                ],
+                args=[body, self._history_limit, room, self._rate_limit, self._rate_window_ms],
+            )
+        except (RedisError, OSError) as exc:
+            raise Unavailable(str(exc)) from exc
+        if result == -1:
+            raise RateLimited
+        return int(result)
+
+    async def publish_frame(self, room: str, frame: bytes) -> None:
+        """Publish a non-message frame (presence) to everyone in the room."""
+        await self._redis.publish(Keys.room_channel(room), frame)
+
+    async def publish_control(self, event: bytes) -> None:
+        await self._redis.publish(Keys.control_channel, event)
+
+    async def history(self, room: str, after: int | None = None) -> History:
+        """The held messages (all, or those with id > after) and whether some were missed."""
+        result = await self._history_after(
+            keys=[Keys.room_seq(room), Keys.room_history(room)], args=[after or 0]
+        )
+        truncated = bool(result[1]) and after is not None
+        return History(messages=list(result[2:]), truncated=truncated, last_id=int(result[0]))
+
+    async def recent(self, room: str, count: int) -> list[bytes]:
+        if count <= 0:
+            return []
+        return await self._redis.lrange(Keys.room_history(room), -count, -1)
+
+    # -- subscriptions -----------------------------------------------------------
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen(), name="chatapp-subscriber")
+        try:
+            await asyncio.wait_for(self._connected.wait(), 10)
+        except TimeoutError:
+            log.warning("subscriber not connected yet; it keeps retrying")
+
+    async def stop(self) -> None:
+        await cancel_and_wait(self._task)
+        await self._close_pubsub()
+
+    async def subscribe(self, room: str) -> None:
+        """Subscribe to a room and return once Redis confirmed it.
+
+        After this returns, every message published to the room reaches this
+        worker, so history read afterwards plus live messages leave no gap.
+        """
+        self._rooms.add(room)
+        channel = Keys.room_channel(room)
+        waiter = self._pending.get(channel)
+        if waiter is None:
+            waiter = self._pending[channel] = asyncio.get_running_loop().create_future()
+            if self._pubsub is not None and self._connected.is_set():
+                try:
+                    await self._pubsub.subscribe(channel)
+                except (RedisError, OSError) as exc:
+                    log.warning("subscribe %s failed (%s); the listener will retry", room, exc)
+        await asyncio.wait_for(asyncio.shield(waiter), 10)
+
+    def mark_delivered(self, room: str, message_id: int) -> None:
+        """Note that local sockets of `room` hold everything up to `message_id`.
+
+        Only the starting point of a gap fill after a reconnect: live messages
+        are never dropped because of it (another local socket may still wait
+        for an id below it).
+        """
+        if message_id > self._floor.get(room, 0):
+            self._floor[room] = message_id
+
+    async def unsubscribe(self, room: str) -> None:
+        self._rooms.discard(room)
+        self._last_id.pop(room, None)
+        self._floor.pop(room, None)
+        channel = Keys.room_channel(room)
+        waiter = self._pending.pop(channel, None)
+        if waiter and not waiter.done():
+            waiter.cancel()
+        if self._pubsub is not None and self._connected.is_set():
+            try:
+                await self._pubsub.unsubscribe(channel)
+            except (RedisError, OSError) as exc:
+                log.warning("unsubscribe %s failed: %s", room, exc)
+
+    @property
+    def healthy(self) -> bool:
+        return self._connected.is_set()
+
+    async def _close_pubsub(self) -> None:
+        if self._pubsub is not None:
+            pubsub, self._pubsub = self._pubsub, None
+            try:
+                await pubsub.aclose()
+            except (RedisError, OSError) as exc:  # a dead connection may fail to close
+                log.debug("closing the old subscriber connection: %s", exc)
+
+    async def _connect(self) -> None:
+        """A fresh subscriber connection, subscribed to control and every local room."""
+        await self._close_pubsub()
+        pubsub = self._redis.pubsub()
+        channels = [Keys.control_channel, *(Keys.room_channel(r) for r in self._rooms)]
+        for room in self._rooms:
+            channel = Keys.room_channel(room)
+            if channel not in self._pending or self._pending[channel].done():
+                self._pending[channel] = asyncio.get_running_loop().create_future()
+        await pubsub.subscribe(*channels)
+        self._pubsub = pubsub
+        self._connected.set()
+
+    async def _listen(self) -> None:
+        delay = 0.1
+        first = True
+        while True:
+            try:
+                await self._connect()
+                if not first:
+                    self.reconnects += 1
+                    log.warning("subscriber reconnected; resubscribed %d room(s)", len(self._rooms))
+                    await self._fill_gaps()
+                first = False
+                delay = 0.1
+                await self._read_loop()
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                if self._connected.is_set():
+                    log.warning("subscriber connection lost: %s; reconnecting", exc)
+                self._connected.clear()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _read_loop(self) -> None:
+        pubsub = self._pubsub
+        while True:
+            message = await pubsub.get_message(timeout=1.0)
+            if message is None:
+                continue
+            kind = message["type"]
+            channel = message["channel"]
+            channel = channel.decode() if isinstance(channel, bytes) else channel
+            if kind == "message":
+                self._dispatch(channel, message["data"])
+            elif kind == "subscribe":
+                waiter = self._pending.get(channel)
+                if waiter and not waiter.done():
+                    waiter.set_result(None)
+
+    def _dispatch(self, channel: str, data: bytes) -> None:
+        if channel == Keys.control_channel:
+            self._on_control(data)
+            return
+        room = Keys.room_of_channel(channel)
+        message_id = frames.message_id(data)
+        if message_id is not None:
+            last = self._last_id.get(room, 0)
+            if message_id <= last:
+                return  # already delivered by a gap fill
+            self._last_id[room] = message_id
+        self._on_room_frame(room, data)
+
+    async def _fill_gaps(self) -> None:
+        """After a reconnect, deliver what was published while we were away."""
+        for room in list(self._rooms):
+            start = max(self._last_id.get(room, 0), self._floor.get(room, 0))
+            try:
+                held = await self.history(room, after=start)
+            except (RedisError, OSError):
+                return
+            if held.last_id < start:
+                # Redis lost data (restarted without persistence): ids start over.
+                log.warning("room %s: ids restarted at %d (was %d)", room, held.last_id, start)
+                self._last_id[room] = self._floor[room] = 0
+                continue
+            for data in held.messages:
+                self._dispatch(Keys.room_channel(room), data)
+            if held.messages:
+                log.info(
+                    "room %s: delivered %d message(s) missed while reconnecting",
+                    room,
+                    len(held.messages),
+                )

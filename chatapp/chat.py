@@ -1,0 +1,151 @@
+"""This worker's chat service: joins, leaves and sends, tying hub, broker and presence.
+
+The hub holds sockets, the broker talks to Redis, presence tracks people; this
+module is the only one that knows all three.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+
+from . import frames
+from .broker import Broker
+from .hub import GOING_AWAY, POLICY, Connection, Hub
+from .metrics import Metrics
+from .presence import Presence
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChatLimits:
+    max_message_length: int
+    max_frame_bytes: int
+    heartbeat: float
+    send_queue_size: int
+
+
+class ChatService:
+    """Everything a socket handler needs, for one worker."""
+
+    def __init__(self, store: Store, config, metrics: Metrics) -> None:
+        chat = config.chat
+        self.limits = ChatLimits(
+            max_message_length=chat.max_message_length,
+            max_frame_bytes=chat.max_frame_bytes,
+            heartbeat=chat.heartbeat_seconds,
+            send_queue_size=chat.send_queue_size,
+        )
+        self.metrics = metrics
+        self.hub = Hub()
+        self.broker = Broker(
+            store,
+            history_limit=chat.history_limit,
+            rate_limit=chat.rate_limit_messages,
+            rate_window=chat.rate_limit_seconds,
+            on_room_frame=self._deliver,
+            on_control=self._control,
+        )
+        self.presence = Presence(
+            store.raw, publish=self._publish_presence, empty_room_ttl=chat.empty_room_ttl
+        )
+        self._tasks: set[asyncio.Task] = set()
+        metrics.counter("chatapp_messages_stored_total", "Messages stored by this worker")
+        metrics.counter("chatapp_frames_delivered_total", "Frames queued to local sockets")
+        metrics.counter("chatapp_errors_sent_total", "Error frames sent to clients")
+        metrics.counter("chatapp_slow_sockets_closed_total", "Sockets closed for being too slow")
+        metrics.gauge("chatapp_sockets", "Open chat sockets on this worker", self.hub.socket_count)
+        metrics.gauge(
+            "chatapp_rooms_local",
+            "Rooms with a socket on this worker",
+            lambda: len(self.hub.rooms()),
+        )
+
+    async def start(self) -> None:
+        await self.broker.start()
+        self.presence.start()
+
+    async def stop(self) -> None:
+        """Close every socket with 1001, withdraw presence, stop listening."""
+        await self.close_all(GOING_AWAY, "server shutting down")
+        await self.presence.stop()
+        await self.broker.stop()
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def close_all(self, code: int, reason: str) -> None:
+        await asyncio.gather(*(c.close(code, reason) for c in self.hub.connections()))
+
+    # -- joining and leaving -------------------------------------------------------
+
+    async def join(self, conn: Connection, after: int | None) -> None:
+        """Subscribe, record presence, then send history (and what came meanwhile)."""
+        self.hub.add(conn)
+        await self.broker.subscribe(conn.room)
+        held = await self.broker.history(conn.room, after)
+        self.broker.mark_delivered(conn.room, held.last_id)
+        conn.start(frames.history_frame(held.messages, held.truncated), held.last_id)
+        await self.presence.join(conn.room, conn.username)
+
+    async def leave(self, conn: Connection) -> None:
+        await conn.finish()
+        if self.hub.remove(conn):
+            await self.broker.unsubscribe(conn.room)
+        await self.presence.leave(conn.room, conn.username)
+
+    # -- sending -------------------------------------------------------------------
+
+    async def send(self, conn: Connection, text: str, client_id: str | None) -> int:
+        message_id = await self.broker.publish_message(conn.room, conn.username, text, client_id)
+        self.metrics.inc("chatapp_messages_stored_total")
+        return message_id
+
+    def send_error(
+        self, conn: Connection, code: str, detail: str, client_id: str | None = None
+    ) -> None:
+        self.metrics.inc("chatapp_errors_sent_total")
+        conn.send_now(frames.error_frame(code, detail, client_id))
+
+    # -- from Redis ----------------------------------------------------------------
+
+    def _deliver(self, room: str, data: bytes) -> None:
+        conns = self.hub.connections(room)
+        for conn in conns:
+            conn.push(data)
+        self.metrics.inc("chatapp_frames_delivered_total", len(conns))
+
+    async def _publish_presence(self, room: str, users: list[str]) -> None:
+        await self.broker.publish_frame(room, frames.presence_frame(users))
+
+    def _control(self, data: bytes) -> None:
+        """Admin actions from any worker: close a user's or a room's sockets here."""
+        try:
+            event = json.loads(data)
+        except ValueError:
+            log.warning("ignored a control event that is not JSON: %r", data[:100])
+            return
+        action = event.get("action")
+        if action == "close_user":
+            coro = self.hub.close_where(POLICY, event.get("reason", ""), username=event["username"])
+        elif action == "close_room":
+            coro = self.hub.close_where(POLICY, event.get("reason", ""), room=event["room"])
+        else:
+            log.warning("ignored unknown control action %r", action)
+            return
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close_user_everywhere(self, username: str, reason: str) -> None:
+        await self.broker.publish_control(
+            json.dumps({"action": "close_user", "username": username, "reason": reason}).encode()
+        )
+
+    async def close_room_everywhere(self, room: str, reason: str) -> None:
+        await self.broker.publish_control(
+            json.dumps({"action": "close_room", "room": room, "reason": reason}).encode()
+        )

@@ -1,0 +1,105 @@
+"""The socket handler `/ws/chat/{room}/`: handshake checks, read loop, frames in and out.
+
+This handler is the only reader of its socket. Who the user is was settled
+before the upgrade (session by the auth middleware, Origin here).
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit
+
+from aiohttp import WSMsgType, web
+
+from .broker import RateLimited, Unavailable
+from .frames import FrameError, parse_client_frame
+from .hub import Connection
+from .keys import chat_key, config_key, user_key
+from .rooms import ROOM_RE
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+
+def origin_allowed(request: web.Request, allowed: list[str]) -> bool:
+    """The handshake's Origin is configured, or (none configured) the request's own host."""
+    origin = request.headers.get("Origin")
+    if not origin:
+        return False
+    if allowed:
+        return origin.rstrip("/") in {o.rstrip("/") for o in allowed}
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and parts.netloc.lower() == request.host.lower()
+
+
+def _parse_after(request: web.Request) -> int | None:
+    raw = request.query.get("after")
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 18:
+        raise web.HTTPBadRequest(text="after must be a message id (a whole number).")
+    return int(raw)
+
+
+@routes.get("/ws/chat/{room}/")
+async def chat_socket(request: web.Request) -> web.WebSocketResponse:
+    room = request.match_info["room"]
+    if not ROOM_RE.fullmatch(room):
+        raise web.HTTPNotFound(text="No such room: room names are letters, digits and _.")
+    config = request.app[config_key]
+    if not origin_allowed(request, config.security.allowed_origins):
+        log.warning("refused socket from origin %r", request.headers.get("Origin"))
+        raise web.HTTPForbidden(text="Origin not allowed.")
+    after = _parse_after(request)
+    user = request[user_key]
+    chat = request.app[chat_key]
+    limits = chat.limits
+    ws = web.WebSocketResponse(
+        heartbeat=limits.heartbeat, max_msg_size=limits.max_frame_bytes, autoping=True
+    )
+    await ws.prepare(request)
+    conn = Connection(ws, user.username, room, limits.send_queue_size)
+    try:
+        await chat.join(conn, after)
+        await _read_loop(chat, conn, ws, limits.max_message_length)
+    except (Unavailable, OSError, TimeoutError) as exc:
+        log.warning("socket of %s in %s ended: store unavailable (%s)", user.username, room, exc)
+    finally:
+        try:
+            await chat.leave(conn)
+        except Exception as exc:  # Redis down: presence records expire by themselves
+            log.warning("leave of %s in %s not recorded: %s", user.username, room, exc)
+        if not ws.closed:
+            await ws.close()
+    return ws
+
+
+async def _read_loop(chat, conn: Connection, ws: web.WebSocketResponse, max_length: int) -> None:
+    async for msg in ws:
+        if msg.type == WSMsgType.TEXT:
+            try:
+                outgoing = parse_client_frame(msg.data, max_length)
+            except FrameError as error:
+                chat.send_error(conn, error.code, error.detail)
+                continue
+            try:
+                await chat.send(conn, outgoing.text, outgoing.client_id)
+            except RateLimited:
+                chat.send_error(
+                    conn,
+                    "rate_limited",
+                    "Too many messages; slow down. Not sent.",
+                    outgoing.client_id,
+                )
+            except Unavailable:
+                chat.send_error(
+                    conn,
+                    "unavailable",
+                    "The message was not stored (Redis unavailable).",
+                    outgoing.client_id,
+                )
+        elif msg.type == WSMsgType.BINARY:
+            chat.send_error(conn, "bad_frame", "Binary frames are not accepted; send JSON text.")
+        elif msg.type == WSMsgType.ERROR:
+            log.info("socket of %s in %s: %s", conn.username, conn.room, ws.exception())
+            break
