@@ -6,6 +6,7 @@ before the upgrade (session by the auth middleware, Origin here).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from urllib.parse import urlsplit
 
@@ -65,13 +66,22 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
     except (Unavailable, OSError, TimeoutError) as exc:
         log.warning("socket of %s in %s ended: store unavailable (%s)", user.username, room, exc)
     finally:
+        # Shielded: a cancelled handler (peer gone, handler_cancellation) must
+        # still leave the room, or presence would show a ghost until expiry.
+        leaving = asyncio.ensure_future(_leave(chat, conn))
         try:
-            await chat.leave(conn)
-        except Exception as exc:  # Redis down: presence records expire by themselves
-            log.warning("leave of %s in %s not recorded: %s", user.username, room, exc)
-        if not ws.closed:
-            await ws.close()
+            await asyncio.shield(leaving)
+        finally:
+            if not ws.closed:
+                await ws.close()
     return ws
+
+
+async def _leave(chat, conn: Connection) -> None:
+    try:
+        await chat.leave(conn)
+    except Exception as exc:  # Redis down: presence records expire by themselves
+        log.warning("leave of %s in %s not recorded: %s", conn.username, conn.room, exc)
 
 
 async def _read_loop(chat, conn: Connection, ws: web.WebSocketResponse, max_length: int) -> None:

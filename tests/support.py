@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -203,3 +204,66 @@ class AppProcess:
                 self.proc.wait(5)
         if getattr(self, "_log", None):
             self._log.close()
+
+
+class RawSocket:
+    """A WebSocket opened by hand with a tiny receive buffer, that never reads.
+
+    aiohttp's client keeps reading into its own buffer; this one lets the
+    kernel buffers fill so the server sees a peer that does not keep up.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    @classmethod
+    async def open(cls, base: str, path: str, http: aiohttp.ClientSession) -> RawSocket:
+        from yarl import URL
+
+        url = URL(base)
+        cookies = http.cookie_jar.filter_cookies(url)
+        cookie = "; ".join(f"{k}={v.value}" for k, v in cookies.items())
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        # Non-blocking: the server may run on this very event loop (aiohttp_server).
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        key = "dGhlIHNhbXBsZSBub25jZQ=="
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: {url.host}:{url.port}\r\n"
+            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\nOrigin: {base}\r\nCookie: {cookie}\r\n\r\n"
+        )
+        head = b""
+        try:
+            await loop.sock_connect(sock, (url.host, url.port))
+            await loop.sock_sendall(sock, request.encode())
+            while b"\r\n\r\n" not in head:
+                chunk = await asyncio.wait_for(loop.sock_recv(sock, 1), 10)
+                if not chunk:
+                    raise AssertionError("server closed during handshake")
+                head += chunk
+        except BaseException:
+            sock.close()
+            raise
+        assert head.startswith(b"HTTP/1.1 101"), head
+        return cls(sock)
+
+    async def closed_by_server(self, timeout: float) -> bool:
+        """Drain what is buffered; True if the server ended the connection in time."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            try:
+                data = self.sock.recv(65536)
+            except BlockingIOError:
+                await asyncio.sleep(0.01)
+                continue
+            except ConnectionResetError:
+                return True
+            if not data:
+                return True
+        return False
+
+    def close(self) -> None:
+        self.sock.close()

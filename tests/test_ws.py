@@ -1,0 +1,367 @@
+"""The chat socket in one process against a real Redis: frames, history, resume, limits."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+
+from chatapp.app import create_app
+
+from .chat_client import Person
+from .conftest import make_config
+from .support import RawSocket
+
+
+@pytest.fixture
+def start_server(aiohttp_server, redis_url):
+    async def start(**sections) -> str:
+        # Tests send faster than people do; the rate-limit test sets its own limit.
+        sections["chat"] = {"rate_limit_messages": 1_000_000, **sections.get("chat", {})}
+        server = await aiohttp_server(create_app(make_config(redis_url, **sections)))
+        return str(server.make_url("")).rstrip("/")
+
+    return start
+
+
+@pytest.fixture
+async def base(start_server) -> str:
+    return await start_server()
+
+
+async def test_first_frame_is_history_then_presence(base):
+    async with Person(base, "ann") as ann:
+        sock = await ann.join("lobby")
+        assert await sock.frame() == {"type": "history", "messages": [], "truncated": False}
+        assert await sock.frame() == {"type": "presence", "users": ["ann"], "count": 1}
+
+
+async def test_message_reaches_everyone_with_all_fields(base):
+    async with Person(base, "ann") as ann, Person(base, "ben") as ben:
+        a, b = await ann.join("lobby"), await ben.join("lobby")
+        await a.send("hello", client_id="c-1")
+        got = await b.next("message")
+        echo = await a.next("message")
+        assert got == echo
+        assert got["id"] == 1
+        assert got["room"] == "lobby"
+        assert got["username"] == "ann"
+        assert got["text"] == "hello"
+        assert got["client_id"] == "c-1"
+        assert isinstance(got["ts"], float)
+
+
+async def test_seed_message_frame_is_accepted(base):
+    async with Person(base, "ann") as ann:
+        sock = await ann.join("lobby")
+        await sock.ws.send_json({"message": "from the seed"})
+        got = await sock.next("message")
+        assert got["text"] == "from the seed"
+        assert got["client_id"] is None
+
+
+async def test_hundred_messages_arrive_in_order_with_consecutive_ids(base):
+    async with Person(base, "ann") as ann, Person(base, "ben") as ben:
+        a, b = await ann.join("lobby"), await ben.join("lobby")
+        for i in range(100):
+            await a.send(f"m{i}")
+        got = await b.messages(100)
+        assert [m["text"] for m in got] == [f"m{i}" for i in range(100)]
+        assert [m["id"] for m in got] == list(range(1, 101))
+
+
+async def test_late_joiner_gets_whole_history_in_order(base):
+    async with Person(base, "ann") as ann, Person(base, "cat") as cat:
+        a = await ann.join("lobby")
+        for i in range(5):
+            await a.send(f"m{i}")
+        await a.messages(5)
+        c = await cat.join("lobby")
+        history = await c.next("history")
+        assert [m["text"] for m in history["messages"]] == [f"m{i}" for i in range(5)]
+        assert [m["id"] for m in history["messages"]] == [1, 2, 3, 4, 5]
+        assert history["truncated"] is False
+
+
+async def test_after_sends_exactly_the_missed_messages(base):
+    async with Person(base, "ann") as ann:
+        a = await ann.join("lobby")
+        for i in range(6):
+            await a.send(f"m{i}")
+        await a.messages(6)
+        again = await ann.join("lobby", after=4)
+        history = await again.next("history")
+        assert [m["id"] for m in history["messages"]] == [5, 6]
+        assert history["truncated"] is False
+        up_to_date = await ann.join("lobby", after=6)
+        assert (await up_to_date.next("history"))["messages"] == []
+
+
+async def test_after_older_than_held_history_is_truncated(start_server):
+    base = await start_server(chat={"history_limit": 3})
+    async with Person(base, "ann") as ann:
+        a = await ann.join("lobby")
+        for i in range(6):
+            await a.send(f"m{i}")
+        await a.messages(6)
+        full = await ann.join("lobby")
+        assert [m["id"] for m in (await full.next("history"))["messages"]] == [4, 5, 6]
+        late = await ann.join("lobby", after=1)
+        history = await late.next("history")
+        assert [m["id"] for m in history["messages"]] == [4, 5, 6]
+        assert history["truncated"] is True
+        exact = await ann.join("lobby", after=3)
+        history = await exact.next("history")
+        assert [m["id"] for m in history["messages"]] == [4, 5, 6]
+        assert history["truncated"] is False
+
+
+async def test_bad_after_is_refused(base):
+    async with Person(base, "ann") as ann:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as error:
+            await ann.join("lobby", after="-3")
+        assert error.value.status == 400
+
+
+async def test_handshake_without_session_is_forbidden(base):
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as error:
+            await http.ws_connect(base + "/ws/chat/lobby/", headers={"Origin": base})
+        assert error.value.status == 403
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "null", "http://127.0.0.1:1", None])
+async def test_handshake_from_foreign_or_missing_origin_is_forbidden(base, origin):
+    headers = {"Origin": origin} if origin else {}
+    async with Person(base, "ann") as ann:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as error:
+            await ann.http.ws_connect(base + "/ws/chat/lobby/", headers=headers)
+        assert error.value.status == 403
+
+
+async def test_configured_origin_is_accepted(start_server):
+    base = await start_server(security={"allowed_origins": ["https://chat.example.com"]})
+    async with Person(base, "ann") as ann:
+        sock = await ann.join("lobby", origin="https://chat.example.com")
+        assert (await sock.frame())["type"] == "history"
+        with pytest.raises(aiohttp.WSServerHandshakeError) as error:
+            await ann.join("lobby")  # its own host is no longer enough
+        assert error.value.status == 403
+
+
+@pytest.mark.parametrize("room", ["9lives", "a-b", "x" * 65])
+async def test_handshake_for_bad_room_name_is_404(base, room):
+    async with Person(base, "ann") as ann:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as error:
+            await ann.join(room)
+        assert error.value.status == 404
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        ("not json", "bad_json"),
+        ("[1, 2]", "bad_frame"),
+        ('"text"', "bad_frame"),
+        ('{"type": "dance"}', "unknown_type"),
+        ('{"type": "message"}', "bad_frame"),
+        ('{"type": "message", "text": 42}', "bad_frame"),
+        ('{"type": "message", "text": "   "}', "empty_message"),
+        ('{"type": "message", "text": "hi", "client_id": 7}', "bad_frame"),
+        ('{"type": "message", "text": "\\ud800"}', "bad_frame"),
+        ("[" * 5000 + "]" * 5000, "bad_json"),
+    ],
+)
+async def test_bad_frame_gets_error_and_socket_keeps_working(base, raw, code):
+    async with Person(base, "ann") as ann:
+        sock = await ann.join("lobby")
+        await sock.ws.send_str(raw)
+        error = await sock.next("error")
+        assert error["code"] == code
+        assert error["detail"]
+        await sock.send("still here")
+        assert (await sock.next("message"))["text"] == "still here"
+
+
+async def test_binary_frame_gets_error(base):
+    async with Person(base, "ann") as ann:
+        sock = await ann.join("lobby")
+        await sock.ws.send_bytes(b"\x00\x01")
+        assert (await sock.next("error"))["code"] == "bad_frame"
+
+
+async def test_too_long_message_is_refused_and_not_stored(start_server):
+    base = await start_server(chat={"max_message_length": 10})
+    async with Person(base, "ann") as ann:
+        sock = await ann.join("lobby")
+        await sock.send("x" * 11, client_id="long")
+        error = await sock.next("error")
+        assert error["code"] == "message_too_long"
+        await sock.send("x" * 10)
+        assert (await sock.next("message"))["id"] == 1  # nothing was stored before
+
+
+async def test_flood_meets_rate_limit_and_nothing_is_stored(start_server):
+    base = await start_server(chat={"rate_limit_messages": 5, "rate_limit_seconds": 60})
+    async with Person(base, "ann") as ann:
+        sock = await ann.join("lobby")
+        for i in range(8):
+            await sock.send(f"m{i}", client_id=f"c{i}")
+        frames = [await sock.frame() for _ in range(8 + 2)]
+        stored = [f for f in frames if f["type"] == "message"]
+        limited = [f for f in frames if f["type"] == "error"]
+        assert [m["id"] for m in stored] == [1, 2, 3, 4, 5]
+        assert [e["code"] for e in limited] == ["rate_limited"] * 3
+        assert [e["client_id"] for e in limited] == ["c5", "c6", "c7"]
+        late = await ann.join("lobby")
+        assert len((await late.next("history"))["messages"]) == 5
+
+
+async def test_oversized_frame_closes_with_1009(start_server):
+    base = await start_server(chat={"max_frame_bytes": 1024})
+    async with Person(base, "ann") as ann:
+        sock = await ann.join("lobby")
+        await sock.ws.send_str('{"type": "message", "text": "' + "x" * 2000 + '"}')
+        assert await sock.closed() == 1009
+
+
+async def test_presence_counts_a_person_with_two_sockets_once(base):
+    async with Person(base, "ann") as ann, Person(base, "ben") as ben:
+        a1 = await ann.join("lobby")
+        await ann.join("lobby")
+        b = await ben.join("lobby")
+        presence = await _presence_until(b, ["ann", "ben"])
+        assert presence == {"type": "presence", "users": ["ann", "ben"], "count": 2}
+        await _presence_until(a1, ["ann", "ben"])
+        await b.close()
+        await _presence_until(a1, ["ann"])
+
+
+async def test_presence_never_counts_a_second_socket_as_a_second_person(base):
+    async with Person(base, "ann") as ann:
+        first = await ann.join("lobby")
+        for _ in range(3):
+            await ann.join("lobby")
+        await asyncio.sleep(0.3)
+        frames = [f for f in first.seen if f["type"] == "presence"]
+        while True:
+            try:
+                frames.append(await first.next("presence", timeout=0.3))
+            except TimeoutError:
+                break
+        assert frames
+        assert all(f["users"] == ["ann"] and f["count"] == 1 for f in frames)
+
+
+async def _presence_until(sock, users: list[str], timeout: float = 5.0) -> dict:
+    """Presence frames are a stream of states: wait for the one naming `users`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        frame = await sock.next("presence", max(0.01, deadline - loop.time()))
+        if frame["users"] == users:
+            return frame
+
+
+async def test_room_list_shows_live_counts(base):
+    async with Person(base, "ann") as ann, Person(base, "ben") as ben:
+        a = await ann.join("lobby")
+        b = await ben.join("lobby")
+        q = await ann.join("quiet")
+        await _presence_until(a, ["ann", "ben"])
+        await _presence_until(q, ["ann"])
+        data = await (await ann.http.get(base + "/api/rooms")).json()
+        counts = {r["name"]: r["count"] for r in data["rooms"]}
+        assert counts == {"lobby": 2, "quiet": 1}
+        assert next(r["name"] for r in data["rooms"]) in ("lobby", "quiet")
+        page = await (await ann.http.get(base + "/chat/")).text()
+        assert 'data-room="lobby"' in page
+        assert '<span class="count" data-count>2</span>' in page
+        await b.close()
+
+
+async def test_room_page_renders_history_escaped(base):
+    async with Person(base, "ann") as ann:
+        sock = await ann.join("lobby")
+        await sock.send("<img src=x onerror=alert(1)>")
+        await sock.next("message")
+        page = await (await ann.http.get(base + "/chat/lobby/")).text()
+        assert "&lt;img src=x onerror=alert(1)&gt;" in page
+        assert "<img src=x" not in page
+
+
+async def test_room_page_for_bad_name_is_404(base):
+    async with Person(base, "ann") as ann:
+        response = await ann.http.get(base + "/chat/9bad/")
+        assert response.status == 404
+
+
+async def test_empty_room_keeps_history_for_the_configured_ttl(start_server, redis_server):
+    base = await start_server(chat={"empty_room_ttl": 3600})
+    async with Person(base, "ann") as ann:
+        sock = await ann.join("lobby")
+        await sock.send("kept")
+        await sock.next("message")
+        await sock.close()
+        r = redis_server.client()
+        await _until(lambda: r.ttl("chatapp:room:lobby:history") > 0)
+        assert 3500 < r.ttl("chatapp:room:lobby:history") <= 3600
+        again = await ann.join("lobby")
+        assert [m["text"] for m in (await again.next("history"))["messages"]] == ["kept"]
+        assert r.ttl("chatapp:room:lobby:history") == -1  # occupied again: no expiry
+
+
+async def test_empty_room_ttl_zero_deletes_the_room(start_server, redis_server):
+    base = await start_server(chat={"empty_room_ttl": 0})
+    async with Person(base, "ann") as ann:
+        sock = await ann.join("lobby")
+        await sock.send("gone soon")
+        await sock.next("message")
+        await sock.close()
+        r = redis_server.client()
+        await _until(lambda: not r.exists("chatapp:room:lobby:history"))
+        data = await (await ann.http.get(base + "/api/rooms")).json()
+        assert data["rooms"] == []
+        again = await ann.join("lobby")
+        assert (await again.next("history"))["messages"] == []
+
+
+async def test_reader_that_stops_reading_does_not_delay_others(start_server):
+    """A socket that never reads is closed when its queue is full; others stay fast."""
+    base = await start_server(chat={"send_queue_size": 256})
+    async with Person(base, "ann") as ann, Person(base, "ben") as ben:
+        a, b = await ann.join("lobby"), await ben.join("lobby")
+        stuck = await RawSocket.open(base, "/ws/chat/lobby/", ben.http)
+        await b.next("presence")
+        # 2,000 frames of 3 kB overflow the kernel buffers (up to 4 MiB on loopback),
+        # so the stuck socket's queue must fill.
+        text = "y" * 3000
+        loop = asyncio.get_running_loop()
+        echoes = asyncio.create_task(a.messages(2000, timeout=60))  # the sender reads too
+        sender = asyncio.create_task(_send_many(a, text, 2000))
+        received = await b.messages(2000, timeout=60)
+        arrived = loop.time()
+        last_send = await sender
+        await echoes
+        assert [m["id"] for m in received] == list(range(1, 2001))
+        assert arrived - last_send < 2.0
+        assert await stuck.closed_by_server(timeout=10)
+        stuck.close()
+
+
+async def _send_many(sock, text: str, count: int) -> float:
+    for i in range(count):
+        await sock.send(text)
+        if i % 100 == 0:
+            await asyncio.sleep(0)
+    return asyncio.get_running_loop().time()
+
+
+async def _until(predicate, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.05)
