@@ -25,6 +25,21 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("name")
     create.add_argument("--password", help="the password (prompted without echo when absent)")
     create.add_argument("--superuser", action="store_true", help="give admin rights")
+    disable = commands.add_parser(
+        "disable", help="disable a user: end their sessions, close their sockets everywhere"
+    )
+    disable.add_argument("name")
+    enable = commands.add_parser("enable", help="let a disabled user log in again")
+    enable.add_argument("name")
+    setpw = commands.add_parser(
+        "setpassword", help="set a user's password (and log them out everywhere)"
+    )
+    setpw.add_argument("name")
+    setpw.add_argument("--password", help="the password (prompted without echo when absent)")
+    deleteroom = commands.add_parser(
+        "deleteroom", help="delete a room: close its sockets everywhere, remove its history"
+    )
+    deleteroom.add_argument("room")
     return parser
 
 
@@ -102,6 +117,66 @@ async def _createuser(config: Config, name: str, password: str, superuser: bool)
     return 0
 
 
+def _cli_actor() -> str:
+    """Who the audit log names for an action from the command line."""
+    try:
+        who = getpass.getuser()
+    except (OSError, KeyError):  # no login name (a bare container)
+        who = "unknown"
+    return f"command line ({who})"
+
+
+async def _admin_command(config: Config, command: str, target: str, password: str = "") -> int:
+    """disable, enable, setpassword or deleteroom, as on the admin page (and audited)."""
+    from redis.exceptions import RedisError
+
+    from .accounts import Accounts, LastSuperuser, username_problem
+    from .admin import AdminActions, NotFound
+    from .passwords import password_problems
+    from .rooms import room_problem
+    from .store import make_store
+
+    problem = room_problem(target) if command == "deleteroom" else username_problem(target)
+    if problem:
+        return fail(f"{'room' if command == 'deleteroom' else 'username'} {target!r}: {problem}", 1)
+    if command == "setpassword":
+        problems = password_problems(password, None, target)
+        if problems:
+            return fail("password: " + " ".join(problems), 1)
+    store = make_store(config.redis.url)
+    try:
+        await store.wait_ready(config.redis.connect_timeout)
+        accounts = Accounts(store.raw, config.accounts.bcrypt_rounds)
+        admin = AdminActions(store.raw, accounts, session_cookie_name=config.session.cookie_name)
+        actor = _cli_actor()
+        if command == "disable":
+            user = await admin.disable_user(actor, target)
+            done = f"disabled {user.username}: sessions ended, sockets closed on every worker"
+        elif command == "enable":
+            user = await admin.enable_user(actor, target)
+            done = f"enabled {user.username}"
+        elif command == "setpassword":
+            user = await admin.set_password(actor, target, password)
+            done = f"password of {user.username} changed; their sessions ended"
+        else:
+            await admin.delete_room(actor, target)
+            done = f"deleted room {target}: sockets closed on every worker, history removed"
+    except StoreUnavailable as exc:
+        return fail(str(exc))
+    except RedisError as exc:
+        return fail(f"Redis at {store.display_url}: {exc}")
+    except NotFound as exc:
+        return fail(str(exc), 1)
+    except LastSuperuser:
+        return fail(f"{target} is the last superuser and cannot be disabled", 1)
+    finally:
+        await store.close()
+    print(done)
+    if config.is_memory_store:
+        print("note: redis.url is memory://, which forgets everything when this command exits")
+    return 0
+
+
 def _ask_password() -> str | None:
     if not sys.stdin.isatty():
         line = sys.stdin.readline()
@@ -127,6 +202,15 @@ def main(argv: list[str] | None = None) -> int:
         if not password:
             return fail("the two passwords differ or are empty; nothing created", 1)
         return asyncio.run(_createuser(config, args.name, password, args.superuser))
+    if args.command in ("disable", "enable"):
+        return asyncio.run(_admin_command(config, args.command, args.name))
+    if args.command == "setpassword":
+        password = args.password if args.password is not None else _ask_password()
+        if not password:
+            return fail("the two passwords differ or are empty; nothing changed", 1)
+        return asyncio.run(_admin_command(config, "setpassword", args.name, password))
+    if args.command == "deleteroom":
+        return asyncio.run(_admin_command(config, "deleteroom", args.room))
     return serve(config)
 
 

@@ -34,6 +34,33 @@ redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
 return 1
 """
 
+# Set a flag unless that leaves no enabled superuser. KEYS: users zset, target
+# hash; ARGV: flag, value, user key prefix, target's lower-case name.
+# Returns 0 (no such user), -1 (refused: the last superuser), 1 (done).
+_GUARDED_FLAG_SCRIPT = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+local f = redis.call('HMGET', KEYS[2], 'su', 'disabled')
+local powerful = f[1] == '1' and f[2] ~= '1'
+local removes = (ARGV[1] == 'su' and ARGV[2] == '0')
+                or (ARGV[1] == 'disabled' and ARGV[2] == '1')
+if powerful and removes then
+  local other = false
+  for _, name in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    if name ~= ARGV[4] then
+      local g = redis.call('HMGET', ARGV[3] .. name, 'su', 'disabled')
+      if g[1] == '1' and g[2] ~= '1' then other = true; break end
+    end
+  end
+  if not other then return -1 end
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
+"""
+
+
+class LastSuperuser(Exception):
+    """The change would leave no enabled superuser."""
+
 
 class UsernameTaken(Exception):
     """The name (in any letter case) belongs to someone already."""
@@ -75,6 +102,7 @@ class Accounts:
         self._redis = redis
         self._rounds = bcrypt_rounds
         self._create = redis.register_script(_CREATE_SCRIPT)
+        self._guarded_flag = redis.register_script(_GUARDED_FLAG_SCRIPT)
         self._dummy_hash: str | None = None
 
     async def _hash(self, password: str) -> str:
@@ -132,6 +160,34 @@ class Accounts:
         """Set `disabled` or `su` on an existing user."""
         assert flag in ("disabled", "su")
         await self._redis.hset(Keys.user(username), flag, "1" if value else "0")
+
+    async def set_flag_guarded(self, username: str, flag: str, value: bool) -> bool:
+        """Set `disabled` or `su` atomically, never leaving no enabled superuser.
+
+        Return False if the user does not exist; raise LastSuperuser if the
+        change would take the last enabled superuser's rights away.
+        """
+        assert flag in ("disabled", "su")
+        result = await self._guarded_flag(
+            keys=[Keys.users, Keys.user(username)],
+            args=[flag, "1" if value else "0", Keys.user(""), username.lower()],
+        )
+        if result == -1:
+            raise LastSuperuser(username)
+        return result == 1
+
+    async def search(self, query: str = "", offset: int = 0, limit: int = 50):
+        """Users whose name contains `query` (any case), by name: (total, page of User)."""
+        names = sorted(n.decode() for n in await self._redis.zrange(Keys.users, 0, -1))
+        query = query.lower()
+        if query:
+            names = [n for n in names if query in n]
+        page = names[max(0, offset) : max(0, offset) + limit]
+        pipe = self._redis.pipeline(transaction=False)
+        for name in page:
+            pipe.hgetall(Keys.user(name))
+        users = [User.from_hash(data) for data in await pipe.execute() if data]
+        return len(names), users
 
     async def seed_demo_users(self) -> list[str]:
         """Create the demo users that are missing; return the names created."""

@@ -12,14 +12,16 @@ import jinja2
 from aiohttp import web
 from aiohttp_session import session_middleware
 
-from . import chat_views, health, middlewares, views, ws
+from . import admin_views, chat_views, health, middlewares, views, ws
 from .accounts import Accounts
+from .admin import AdminActions
 from .chat import ChatService
 from .config import ENV_CONFIG_PATH, Config, ConfigError, load_config
 from .hub import GOING_AWAY
 from .keys import (
     SESSION_STORAGE,
     accounts_key,
+    admin_key,
     chat_key,
     config_key,
     metrics_key,
@@ -147,6 +149,9 @@ def create_app(config: Config | None = None) -> web.Application:
     )
     app[chat_key] = chat = ChatService(store, config, app[metrics_key])
     app[rooms_key] = RoomDirectory(store.raw, chat.presence)
+    app[admin_key] = AdminActions(
+        store.raw, app[accounts_key], session_cookie_name=config.session.cookie_name
+    )
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(str(find_dir("templates"))),
@@ -159,6 +164,7 @@ def create_app(config: Config | None = None) -> web.Application:
     app.add_routes(views.routes)
     app.add_routes(chat_views.routes)
     app.add_routes(ws.routes)
+    app.add_routes(admin_views.routes)
     app.add_routes(health.routes)
     app.router.add_static("/static/", find_dir("static"), name="static", append_version=False)
     return app

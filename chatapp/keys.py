@@ -17,6 +17,7 @@ rooms_key = web.AppKey("rooms", "RoomDirectory")
 chat_key = web.AppKey("chat", "ChatService")
 secret_key = web.AppKey("secret", bytes)
 metrics_key = web.AppKey("metrics", "Metrics")
+admin_key = web.AppKey("admin", "AdminActions")
 SESSION_STORAGE = web.AppKey("session_storage", "SignedRedisStorage")
 
 # The logged-in user of this request (None when anonymous), set by the auth middleware.

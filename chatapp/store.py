@@ -32,6 +32,7 @@ class Keys:
     users = PREFIX + "users"  # zset: lower-case name -> joined time
     rooms = PREFIX + "rooms"  # zset: room name -> last activity time
     session_prefix = PREFIX + "session"  # aiohttp-session adds "_<id>"
+    audit = PREFIX + "audit"  # list, newest first, capped: admin actions (JSON)
 
     @staticmethod
     def user(name: str) -> str:
