@@ -1,111 +1,446 @@
-// The room page: history and live messages over the WebSocket, rendered with
-// textContent only (never as HTML), reconnecting with ?after=<last id seen>.
-const root = document.getElementById("room");
+// The room page: the history the server rendered, then the live feed over the
+// WebSocket. Every text is set with textContent (never parsed as HTML).
+//
+// Connection: on a drop, reconnect with exponential backoff and jitter and
+// resume with ?after=<last id seen>; ids grow by one per room, so a duplicate
+// is skipped and a gap makes the page resume again. A close for policy (1008)
+// sends the reader away with an explanation instead of retrying.
+//
+// Sending: a message goes out with a client_id and the text stays in the input
+// until the server echoes that client_id; an error frame (or a drop) that
+// leaves it unconfirmed keeps the text and says why.
+import { storeNotice } from "./notice.js";
+
+const $ = (id) => document.getElementById(id);
+const root = $("room");
 const room = root.dataset.room;
 const me = root.dataset.me;
-const log = document.getElementById("log");
-const statusEl = document.getElementById("status");
-const input = document.getElementById("message-input");
-const sendButton = document.getElementById("send");
-const form = document.getElementById("composer");
-const presenceList = document.getElementById("presence");
-const presenceCount = document.getElementById("presence-count");
-const help = document.getElementById("composer-help");
+const log = $("log");
+const statusEl = $("status");
+const retryButton = $("retry");
+const form = $("composer");
+const input = $("message-input");
+const sendButton = $("send");
+const help = $("composer-help");
+const announcer = $("announcer");
+const pill = $("new-pill");
+const presenceList = $("presence");
+const presenceCount = $("presence-count");
+const presenceEmpty = $("presence-empty");
+const maxLength = Number(root.dataset.maxLength) || 4000;
 
-let lastId = Number(root.dataset.lastId || 0);
+const GROUP_SECONDS = 60; // same author within a minute: one group
+const NEAR_BOTTOM_PX = 48;
+const BACKOFF_BASE_MS = 500;
+const BACKOFF_MAX_MS = 10000;
+const OFFLINE_AFTER_ATTEMPTS = 6; // then the status says offline (still retrying)
+const CONFIRM_TIMEOUT_MS = 10000;
+
+let lastId = 0;
 let socket = null;
 let attempt = 0;
-let policyClosed = false;
+let retryTimer = null;
+let stopped = false; // leaving the page, or closed for policy
+let state = "connecting";
+let pending = null; // {clientId, text, timer}: sent, not yet echoed
+let stale = null; // the last message that was not confirmed in time (it may still come)
+let unseen = 0;
 
-function setStatus(state, text) {
-  statusEl.dataset.state = state;
-  statusEl.textContent = text;
-  const online = state === "connected";
-  input.disabled = !online;
-  sendButton.disabled = !online;
+// -- rendering -------------------------------------------------------------------
+
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+const dateTimeFormat = new Intl.DateTimeFormat(undefined, {
+  dateStyle: "medium",
+  timeStyle: "short",
+});
+
+function timeElement(ts) {
+  const when = new Date(ts * 1000);
+  const time = document.createElement("time");
+  time.dateTime = when.toISOString();
+  time.title = dateTimeFormat.format(when);
+  const today = new Date().toDateString() === when.toDateString();
+  time.textContent = today ? timeFormat.format(when) : dateTimeFormat.format(when);
+  return time;
 }
 
-function appendMessage(m) {
-  if (m.id <= lastId && log.querySelector(`[data-id="${m.id}"]`)) return;
-  document.getElementById("empty-log")?.remove();
+function lastMessage() {
+  const items = log.querySelectorAll("li.msg");
+  return items.length ? items[items.length - 1] : null;
+}
+
+function renderMessage(m) {
   const li = document.createElement("li");
   li.className = "msg" + (m.username === me ? " mine" : "");
   li.dataset.id = String(m.id);
   li.dataset.user = m.username;
+  li.dataset.ts = String(m.ts);
+  const previous = lastMessage();
+  if (
+    previous &&
+    previous === log.lastElementChild &&
+    previous.dataset.user === m.username &&
+    m.ts - Number(previous.dataset.ts) < GROUP_SECONDS
+  ) {
+    li.classList.add("grouped");
+  }
   const meta = document.createElement("div");
   meta.className = "meta";
   const author = document.createElement("span");
   author.className = "author";
   author.textContent = m.username;
-  meta.append(author);
+  meta.append(author, " ", timeElement(m.ts));
   const bubble = document.createElement("div");
   bubble.className = "bubble";
   bubble.textContent = m.text;
   li.append(meta, bubble);
-  log.append(li);
-  lastId = Math.max(lastId, m.id);
+  return li;
+}
+
+function nearBottom() {
+  return log.scrollHeight - log.scrollTop - log.clientHeight < NEAR_BOTTOM_PX;
+}
+
+function scrollToBottom() {
   log.scrollTop = log.scrollHeight;
+  unseen = 0;
+  pill.hidden = true;
+}
+
+function addNotice(text) {
+  const li = document.createElement("li");
+  li.className = "notice";
+  li.textContent = text;
+  log.append(li);
+}
+
+// Append messages in id order, skipping any already shown. Returns false when
+// a gap shows that something was missed (the caller resumes from lastId).
+function appendMessages(messages, { live }) {
+  const follow = nearBottom();
+  let added = 0;
+  for (const m of messages) {
+    if (m.id <= lastId) continue; // already shown (a resume overlaps)
+    if (live && lastId > 0 && m.id > lastId + 1) return false;
+    $("empty-log")?.remove();
+    log.append(renderMessage(m));
+    lastId = m.id;
+    added += 1;
+    if (m.username === me && m.client_id) confirmSent(m.client_id);
+    if (live && m.username !== me) announce(m);
+  }
+  if (!added) return true;
+  const mineJustNow = messages.some((m) => m.username === me && live);
+  if (follow || mineJustNow) {
+    scrollToBottom();
+  } else {
+    unseen += added;
+    pill.textContent = `${unseen} new message${unseen === 1 ? "" : "s"} ↓`;
+    pill.hidden = false;
+  }
+  return true;
+}
+
+function announce(m) {
+  const text = m.text.length > 200 ? `${m.text.slice(0, 200)}…` : m.text;
+  announcer.textContent = `${m.username}: ${text}`;
 }
 
 function showPresence(users) {
-  presenceList.replaceChildren(...users.map((u) => {
-    const li = document.createElement("li");
-    li.textContent = u;
-    return li;
-  }));
+  const sorted = [...users].sort((a, b) => (a === me ? -1 : b === me ? 1 : a.localeCompare(b)));
+  presenceList.replaceChildren(
+    ...sorted.map((name) => {
+      const li = document.createElement("li");
+      li.textContent = name;
+      if (name === me) {
+        li.className = "me";
+        const you = document.createElement("span");
+        you.className = "you";
+        you.textContent = " (you)";
+        li.append(you);
+      }
+      return li;
+    }),
+  );
   presenceCount.textContent = String(users.length);
+  presenceEmpty.hidden = users.length > 0;
+}
+
+// The server rendered the recent history (readable without JavaScript): give
+// those items the same shape as live ones (time, grouping).
+function hydrate() {
+  const items = [...log.querySelectorAll("li.msg")];
+  const messages = items.map((li) => ({
+    id: Number(li.dataset.id),
+    username: li.dataset.user,
+    ts: Number(li.dataset.ts),
+    text: li.querySelector(".bubble").textContent,
+  }));
+  items.forEach((li) => li.remove());
+  for (const m of messages) {
+    log.append(renderMessage(m));
+    lastId = Math.max(lastId, m.id);
+  }
+  scrollToBottom();
+  const names = [...presenceList.children].map((li) => li.textContent);
+  if (names.length) showPresence(names);
+}
+
+// -- connection state --------------------------------------------------------------
+
+const STATUS_TEXT = {
+  connecting: "Connecting…",
+  connected: "Connected",
+  reconnecting: "Reconnecting…",
+  offline: "Offline",
+};
+
+function setState(next, text) {
+  state = next;
+  statusEl.dataset.state = next;
+  statusEl.textContent = text || STATUS_TEXT[next];
+  retryButton.hidden = !(next === "reconnecting" || next === "offline") || stopped;
+  updateComposer();
+}
+
+function updateComposer() {
+  const online = state === "connected";
+  sendButton.disabled = !online || pending !== null;
+  input.readOnly = pending !== null;
+  input.setAttribute("aria-busy", String(pending !== null));
+  form.classList.toggle("is-offline", !online);
+}
+
+function setHelp(text, isError = false, reason = "") {
+  help.textContent = text;
+  help.classList.toggle("is-error", isError);
+  help.dataset.reason = reason;
+}
+
+function url() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const after = lastId > 0 ? `?after=${lastId}` : "";
+  return `${scheme}://${location.host}/ws/chat/${encodeURIComponent(room)}/${after}`;
 }
 
 function connect() {
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const url = `${scheme}://${location.host}/ws/chat/${encodeURIComponent(room)}/?after=${lastId}`;
-  socket = new WebSocket(url);
-  socket.addEventListener("open", () => {
-    attempt = 0;
-    setStatus("connected", "Connected");
+  clearTimeout(retryTimer);
+  retryTimer = null;
+  if (stopped || socket) return;
+  const ws = new WebSocket(url());
+  socket = ws;
+  let opened = false;
+  ws.addEventListener("open", () => {
+    opened = true;
   });
-  socket.addEventListener("message", (event) => {
-    const frame = JSON.parse(event.data);
-    if (frame.type === "history") {
-      frame.messages.forEach(appendMessage);
-    } else if (frame.type === "message") {
-      appendMessage(frame);
-    } else if (frame.type === "presence") {
-      showPresence(frame.users);
-    } else if (frame.type === "error") {
-      help.textContent = frame.detail;
-    }
-  });
-  socket.addEventListener("close", (event) => {
-    if (event.code === 1008) {
-      policyClosed = true;
-      setStatus("offline", "Disconnected");
-      location.assign("/chat/");
+  ws.addEventListener("message", (event) => {
+    if (ws !== socket) return;
+    let frame;
+    try {
+      frame = JSON.parse(event.data);
+    } catch {
       return;
     }
-    if (policyClosed) return;
-    setStatus("reconnecting", "Reconnecting…");
-    const delay = Math.min(10000, 500 * 2 ** attempt) * (0.5 + Math.random() / 2);
-    attempt += 1;
-    setTimeout(connect, delay);
+    handleFrame(ws, frame);
   });
+  ws.addEventListener("close", (event) => {
+    if (ws !== socket) return;
+    socket = null;
+    closed(event, opened);
+  });
+}
+
+function handleFrame(ws, frame) {
+  if (frame.type === "history") {
+    if (frame.truncated) {
+      // Older messages than the history holds were missed: start again from it.
+      log.querySelectorAll("li.msg, li.notice").forEach((li) => li.remove());
+      lastId = 0;
+      addNotice("Some messages were missed while you were away; showing the latest ones.");
+    }
+    appendMessages(frame.messages, { live: false });
+    if (frame.truncated) scrollToBottom();
+    attempt = 0;
+    setState("connected");
+    if (pending) {
+      unconfirmed("Not sent: the connection dropped before the server got it. Press Enter to try again.");
+    } else if (help.dataset.reason === "connection") {
+      setHelp("");
+    }
+  } else if (frame.type === "message") {
+    if (!appendMessages([frame], { live: true })) ws.close(4000, "gap: resuming");
+  } else if (frame.type === "presence") {
+    showPresence(frame.users || []);
+  } else if (frame.type === "error") {
+    if (pending && frame.client_id === pending.clientId) unconfirmed(frame.detail);
+    else setHelp(frame.detail, true);
+  }
+}
+
+function closed(event, opened) {
+  if (stopped) return;
+  if (event.code === 1008) {
+    leave(event.reason);
+    return;
+  }
+  if (!navigator.onLine) {
+    setState("offline", "Offline: waiting for the network");
+    return;
+  }
+  if (event.code === 4000 || event.code === 1013) attempt = 0; // resume at once
+  if (!opened) {
+    // The handshake failed: the server is down, or the session ended (403).
+    fetch("/api/rooms", { redirect: "manual", cache: "no-store" })
+      .then((response) => {
+        if (response.type === "opaqueredirect" || response.status === 401) loggedOut();
+        else schedule();
+      })
+      .catch(schedule);
+    return;
+  }
+  schedule();
+}
+
+function schedule() {
+  if (stopped) return;
+  const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** attempt);
+  const delay = ceiling / 2 + Math.random() * (ceiling / 2); // "equal jitter"
+  attempt += 1;
+  if (attempt > OFFLINE_AFTER_ATTEMPTS) setState("offline", "Offline: still trying");
+  else setState("reconnecting");
+  clearTimeout(retryTimer);
+  retryTimer = setTimeout(connect, delay);
+}
+
+function leave(reason) {
+  stopped = true;
+  setState("offline", "Disconnected");
+  const why = reason ? reason.replace(/\.$/, "") : "closed by the server";
+  storeNotice(`You were disconnected from room ${room}: ${why}.`);
+  location.assign("/chat/");
+}
+
+function loggedOut() {
+  stopped = true;
+  setState("offline", "Logged out");
+  storeNotice(`Your session ended. Log in again to rejoin room ${room}.`);
+  location.assign(`/login/?next=${encodeURIComponent(`/chat/${room}/`)}`);
+}
+
+// -- sending -----------------------------------------------------------------------
+
+function newClientId() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+}
+
+function send() {
+  const text = input.value;
+  if (pending) return;
+  if (!text.trim()) return;
+  if (state !== "connected" || !socket || socket.readyState !== WebSocket.OPEN) {
+    setHelp("Not connected: your message stays here until you can send it.", true, "connection");
+    return;
+  }
+  if (text.length > maxLength) {
+    setHelp(`Messages are at most ${maxLength} characters (this one has ${text.length}).`, true);
+    return;
+  }
+  const clientId = newClientId();
+  pending = {
+    clientId,
+    text,
+    timer: setTimeout(() => unconfirmed("No confirmation from the server yet; the text is kept."), CONFIRM_TIMEOUT_MS),
+  };
+  socket.send(JSON.stringify({ type: "message", text, client_id: clientId }));
+  setHelp("");
+  updateComposer();
+}
+
+// The echo of one of this page's messages: clear the input (if it still holds
+// that text) and let the next one go.
+function confirmSent(clientId) {
+  const sent = pending?.clientId === clientId ? pending : stale?.clientId === clientId ? stale : null;
+  if (!sent) return;
+  clearTimeout(sent.timer);
+  if (input.value === sent.text) input.value = "";
+  if (sent === pending) pending = null;
+  stale = null;
+  setHelp("");
+  updateComposer();
+}
+
+function unconfirmed(detail) {
+  if (!pending) return;
+  clearTimeout(pending.timer);
+  stale = pending;
+  pending = null;
+  setHelp(detail, true, "send");
+  updateComposer();
 }
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();
-  const text = input.value;
-  if (!text.trim() || !socket || socket.readyState !== WebSocket.OPEN) return;
-  socket.send(JSON.stringify({ type: "message", text, client_id: crypto.randomUUID() }));
-  input.value = "";
-  help.textContent = "";
+  send();
 });
 
 input.addEventListener("keydown", (event) => {
-  if (event.key === "Enter" && !event.shiftKey) {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
     event.preventDefault();
-    form.requestSubmit();
+    send();
   }
 });
 
-setStatus("connecting", "Connecting…");
+input.addEventListener("input", () => {
+  if (help.dataset.reason === "send" || help.dataset.reason === "counter") setHelp("");
+  const left = maxLength - input.value.length;
+  if (left < 200) setHelp(`${left} character${left === 1 ? "" : "s"} left.`, false, "counter");
+});
+
+log.addEventListener("scroll", () => {
+  if (nearBottom()) {
+    unseen = 0;
+    pill.hidden = true;
+  }
+});
+
+pill.addEventListener("click", () => {
+  scrollToBottom();
+  input.focus();
+});
+
+retryButton.addEventListener("click", () => {
+  attempt = 0;
+  connect();
+});
+
+window.addEventListener("online", () => {
+  if (stopped) return;
+  attempt = 0;
+  connect();
+});
+
+window.addEventListener("offline", () => {
+  if (!stopped) setState("offline", "Offline: waiting for the network");
+});
+
+window.addEventListener("pagehide", () => {
+  stopped = true;
+  clearTimeout(retryTimer);
+  socket?.close(1000, "leaving");
+});
+
+window.addEventListener("pageshow", (event) => {
+  if (!event.persisted) return; // back from the back/forward cache: reconnect
+  stopped = false;
+  socket = null;
+  attempt = 0;
+  setState("connecting");
+  connect();
+});
+
+hydrate();
+input.disabled = false;
+setState("connecting");
+if (document.activeElement === document.body || document.activeElement === null) input.focus();
 connect();

@@ -1,0 +1,132 @@
+// Forms: the rules shown next to each input are checked as the user types.
+// The server stays the judge; this only saves a round trip. Errors go in the
+// same <ul id="NAME-errors"> the server renders, next to the field.
+const NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+function nameProblems(value, noun, max) {
+  if (!value) return [`Enter a ${noun.toLowerCase()}.`];
+  const problems = [];
+  if (value.length > max) problems.push(`${noun}s are at most ${max} characters (this one has ${value.length}).`);
+  if (/^[0-9]/.test(value)) problems.push(`${noun}s cannot start with a digit.`);
+  const bad = [...new Set(value.replace(/[A-Za-z0-9_]/g, ""))];
+  if (bad.length) {
+    const shown = bad.map((c) => (c === " " ? "space" : `“${c}”`)).join(", ");
+    problems.push(`Only letters, digits and _ are allowed (not ${shown}).`);
+  } else if (!NAME_RE.test(value) && !problems.length) {
+    problems.push(`${noun}s are letters, digits and _, not starting with a digit.`);
+  }
+  return problems;
+}
+
+const utf8Length = (text) => new TextEncoder().encode(text).length;
+
+const RULES = {
+  register: {
+    username: (form) => nameProblems(form.elements.username.value.trim(), "Username", 32),
+    password: (form) => {
+      const input = form.elements.password;
+      const value = input.value;
+      const min = Number(input.dataset.minLength || 8);
+      if (!value) return ["Enter a password."];
+      const problems = [];
+      if (value.length < min) problems.push(`This password is too short. It must contain at least ${min} characters.`);
+      if (utf8Length(value) > 72) problems.push(`This password is too long: at most 72 bytes once encoded (this one is ${utf8Length(value)}).`);
+      if (/^[0-9]+$/.test(value)) problems.push("This password is entirely numeric.");
+      // Common and too-similar passwords are for the server to say.
+      return problems;
+    },
+    password2: (form) => {
+      const { password, password2 } = form.elements;
+      if (!password2.value) return password.value ? ["Enter the same password again."] : [];
+      return password.value === password2.value ? [] : ["The two password fields didn't match."];
+    },
+  },
+  room: {
+    room: (form) => nameProblems(form.elements.room.value.trim(), "Room name", 64),
+  },
+};
+
+function errorList(input) {
+  const id = `${input.name}-errors`;
+  let list = document.getElementById(id);
+  if (!list) {
+    list = document.createElement("ul");
+    list.className = "field-errors";
+    list.id = id;
+    const help = document.getElementById(`${input.name}-help`);
+    (help || input).after(list);
+  }
+  return list;
+}
+
+function showProblems(input, problems) {
+  const list = errorList(input);
+  list.replaceChildren(
+    ...problems.map((text) => {
+      const li = document.createElement("li");
+      li.textContent = text;
+      return li;
+    }),
+  );
+  list.hidden = problems.length === 0;
+  const described = new Set((input.getAttribute("aria-describedby") || "").split(/\s+/).filter(Boolean));
+  if (problems.length) {
+    input.setAttribute("aria-invalid", "true");
+    described.add(list.id);
+  } else {
+    input.removeAttribute("aria-invalid");
+    described.delete(list.id);
+  }
+  input.setAttribute("aria-describedby", [...described].join(" "));
+}
+
+function wire(form, rules) {
+  // A field is checked once the user has typed in it and left it (or it
+  // already shows an error); then on every keystroke.
+  const touched = new Set();
+  const check = (name) => {
+    const problems = rules[name](form);
+    showProblems(form.elements[name], problems);
+    return problems;
+  };
+  for (const name of Object.keys(rules)) {
+    const input = form.elements[name];
+    if (input.getAttribute("aria-invalid") === "true") touched.add(name);
+    input.addEventListener("input", () => {
+      if (touched.has(name)) check(name);
+      // The confirmation depends on the password: recheck it once it was seen.
+      if (name === "password" && touched.has("password2")) check("password2");
+    });
+    input.addEventListener("blur", () => {
+      if (!input.value && !touched.has(name)) return;
+      touched.add(name);
+      check(name);
+    });
+  }
+  form.addEventListener("submit", (event) => {
+    let first = null;
+    for (const name of Object.keys(rules)) {
+      touched.add(name);
+      if (check(name).length && !first) first = form.elements[name];
+    }
+    if (first) {
+      event.preventDefault();
+      first.focus();
+    }
+  });
+}
+
+for (const form of document.querySelectorAll("form[data-validate]")) {
+  const rules = RULES[form.dataset.validate];
+  if (rules) wire(form, rules);
+}
+
+// Focus: the first field the server found wrong; on a failed login, the first
+// empty field (the password); otherwise the page's autofocus field stands.
+const invalid = document.querySelector("form.form [aria-invalid=true]");
+if (invalid) {
+  invalid.focus();
+} else if (document.querySelector(".form-error")) {
+  const empty = [...document.querySelectorAll("form.form input:not([type=hidden])")].find((i) => !i.value);
+  empty?.focus();
+}

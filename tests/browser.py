@@ -1,0 +1,213 @@
+"""Helpers for the browser tests: Chromium through Playwright, people, a socket bot."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from .support import CSRF_RE, ROOT, http_session
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-sync",
+]
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+PASSWORD = "Sturdy-Pass-42"
+DESKTOP = {"width": 1440, "height": 900}
+_ids = itertools.count(1)
+PHONE = {"width": 375, "height": 812}
+
+
+def browser_unavailable() -> str | None:
+    """Why the browser tests cannot run here (None: they can)."""
+    try:
+        import playwright.async_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed"
+    if not Path(CHROMIUM).exists():
+        return f"{CHROMIUM} is missing (apt-get install chromium)"
+    return None
+
+
+def require_browser() -> None:
+    """Skip with the reason, or fail when CHATAPP_REQUIRE_BROWSER=1 (CI)."""
+    reason = browser_unavailable()
+    if reason is None:
+        return
+    if os.environ.get("CHATAPP_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"browser tests are required (CHATAPP_REQUIRE_BROWSER=1) but {reason}")
+    pytest.skip(f"browser tests need Chromium: {reason}")
+
+
+@dataclass
+class Person:
+    """One person: a browser context of their own (own cookies) and its page."""
+
+    name: str
+    context: object
+    page: object
+    dialogs: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    async def register(self) -> None:
+        page = self.page
+        await page.goto("/register/")
+        await page.fill("#username", self.name)
+        await page.fill("#password", PASSWORD)
+        await page.fill("#password2", PASSWORD)
+        await page.click("button[type=submit]:has-text('Register')")
+        await page.wait_for_url("**/chat/")
+
+    async def login(self) -> None:
+        page = self.page
+        await page.goto("/login/")
+        await page.fill("#username", self.name)
+        await page.fill("#password", PASSWORD)
+        await page.press("#password", "Enter")
+        await page.wait_for_url("**/chat/")
+
+    async def enter_room(self, room: str) -> None:
+        page = self.page
+        if not page.url.endswith("/chat/"):
+            await page.goto("/chat/")
+        await page.fill("#room-name", room)
+        await page.press("#room-name", "Enter")
+        await page.wait_for_url(f"**/chat/{room}/")
+        await self.wait_state("connected")
+
+    async def wait_state(self, state: str, timeout: float = 15_000) -> None:
+        await self.page.wait_for_selector(f"#status[data-state={state}]", timeout=timeout)
+
+    async def send(self, text: str) -> None:
+        """Type into the composer, press Enter, wait for the server's echo to clear it."""
+        page = self.page
+        await page.fill("#message-input", text)
+        await page.press("#message-input", "Enter")
+        await page.wait_for_function(
+            "() => document.getElementById('message-input').value === ''", timeout=5_000
+        )
+
+    async def wait_for_text(self, text: str, timeout: float = 5_000) -> None:
+        await self.page.wait_for_function(
+            "t => [...document.querySelectorAll('#log .msg .bubble')]"
+            ".some(b => b.textContent === t)",
+            arg=text,
+            timeout=timeout,
+        )
+
+    async def messages(self) -> list[dict]:
+        """The log as the page shows it: id, author, text, mine."""
+        return await self.page.eval_on_selector_all(
+            "#log .msg",
+            """items => items.map(li => ({
+                id: Number(li.dataset.id), user: li.dataset.user,
+                text: li.querySelector('.bubble').textContent,
+                mine: li.classList.contains('mine')}))""",
+        )
+
+    async def presence(self) -> list[str]:
+        return await self.page.eval_on_selector_all(
+            "#presence li", "items => items.map(li => li.firstChild.textContent)"
+        )
+
+
+async def new_person(
+    browser, base: str, name: str, viewport=None, register=True, login=False
+) -> Person:
+    context = await browser.new_context(base_url=base, viewport=viewport or DESKTOP)
+    page = await context.new_page()
+    page.set_default_timeout(10_000)
+    person = Person(name, context, page)
+    page.on("dialog", lambda dialog: _record_dialog(person, dialog))
+    page.on("pageerror", lambda error: person.errors.append(str(error)))
+    page.on(
+        "console",
+        lambda msg: person.errors.append(msg.text) if msg.type == "error" else None,
+    )
+    if login:
+        await person.login()
+    elif register:
+        await person.register()
+    return person
+
+
+async def _record_dialog(person: Person, dialog) -> None:
+    person.dialogs.append(dialog.message)
+    await dialog.dismiss()
+
+
+async def tab_to(page, selector: str, limit: int = 25) -> None:
+    """Press Tab until the focused element matches `selector` (keyboard only)."""
+    for _ in range(limit):
+        if await page.evaluate("s => document.activeElement?.matches(s) ?? false", selector):
+            return
+        await page.keyboard.press("Tab")
+    raise AssertionError(f"Tab never reached {selector}")
+
+
+async def screenshot(page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    await page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+class Bot:
+    """A chat client outside the browser: logs in through the forms, speaks the socket."""
+
+    def __init__(self, base: str, name: str) -> None:
+        self.base = base
+        self.name = name
+        self.http: aiohttp.ClientSession | None = None
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+
+    async def register(self) -> Bot:
+        self.http = http_session()
+        page = await (await self.http.get(self.base + "/register/")).text()
+        token = CSRF_RE.search(page).group(1)
+        data = {
+            "username": self.name,
+            "password": PASSWORD,
+            "password2": PASSWORD,
+            "csrf_token": token,
+        }
+        response = await self.http.post(self.base + "/register/", data=data, allow_redirects=False)
+        assert response.status == 302, f"register {self.name}: {response.status}"
+        return self
+
+    async def connect(self, room: str, after: int | None = None) -> Bot:
+        query = "" if after is None else f"?after={after}"
+        url = self.base.replace("http", "ws", 1) + f"/ws/chat/{room}/{query}"
+        self.ws = await self.http.ws_connect(url, headers={"Origin": self.base})
+        return self
+
+    async def say(self, text: str) -> dict:
+        """Send and wait for the echo (so the message is stored before returning)."""
+        client_id = f"bot-{self.name}-{next(_ids)}"
+        await self.ws.send_str(
+            json.dumps({"type": "message", "text": text, "client_id": client_id})
+        )
+        while True:
+            msg = await asyncio.wait_for(self.ws.receive(), 5)
+            assert msg.type == aiohttp.WSMsgType.TEXT, msg
+            frame = json.loads(msg.data)
+            if frame.get("type") == "message" and frame.get("client_id") == client_id:
+                return frame
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+        if self.http is not None:
+            await self.http.close()
