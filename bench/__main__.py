@@ -1,0 +1,98 @@
+"""Run the chat benchmarks against chatapp and the baseline; write results and docs.
+
+python -m bench [--quick] [--workloads W1,W2,...] [--target chatapp|baseline|both]
+"""
+
+import argparse
+import datetime
+import json
+import sys
+import time
+from pathlib import Path
+
+from bench import report
+from bench.procs import REPO, TARGETS, StartError, run_generator, running
+from bench.procstat import machine_facts, raise_nofile
+from bench.workloads import WORKLOADS
+
+RESULTS = REPO / "bench" / "results"
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def one_line(result: dict) -> str:
+    if "failed" in result:
+        return f"FAILED: {result['failed'].splitlines()[0]}"
+    lat = result.get("latency_ms") or {}
+    return (
+        f"delivered/s={result.get('delivered_per_s')} p99={lat.get('p99')}ms "
+        f"lost={result.get('lost')} errors={sum((result.get('errors') or {}).values())} "
+        f"kb/socket={result.get('kb_per_socket')} joins/s={result.get('joins_per_s')}"
+    )
+
+
+def measure(kind: str, workload: str, log_dir: Path, quick: bool, auth: bool = True) -> dict:
+    try:
+        with running(kind, log_dir) as target:
+            return run_generator(
+                workload, target, log_dir / f"{workload}-{kind}.json", quick=quick, auth=auth
+            )
+    except StartError as exc:
+        return {"workload": workload, "failed": str(exc)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a few seconds per workload")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="e.g. W1,W4")
+    parser.add_argument("--target", choices=[*TARGETS, "both"], default="both")
+    parser.add_argument("--no-ceiling", action="store_true", help="skip the generator ceiling")
+    parser.add_argument("--no-docs", action="store_true", help="leave docs/ untouched")
+    args = parser.parse_args(argv)
+    workloads = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
+    unknown = [w for w in workloads if w not in WORKLOADS]
+    if unknown:
+        parser.error(f"unknown workloads {unknown}; choose from {sorted(WORKLOADS)}")
+    targets = list(TARGETS) if args.target == "both" else [args.target]
+    raise_nofile()
+
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    log_dir = RESULTS / "logs" / stamp
+    run = {
+        "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": " ".join(["python -m bench", *argv]),
+        "quick": args.quick,
+        "machine": machine_facts(),
+        "pinning": {"server_and_redis_cpu": "0", "generator_cpu": "1"},
+        "titles": {w: WORKLOADS[w].title for w in workloads},
+        "ceiling": None,
+        "workloads": {},
+    }
+    if not args.no_ceiling:
+        log("generator ceiling (W1 shape against bench/ceiling_server.py) ...")
+        run["ceiling"] = measure("ceiling", "W1", log_dir, args.quick, auth=False)
+        log(f"  {one_line(run['ceiling'])}")
+    for workload in workloads:
+        run["workloads"][workload] = {}
+        for kind in targets:
+            log(f"{workload} {kind} ...")
+            result = measure(kind, workload, log_dir, args.quick)
+            run["workloads"][workload][kind] = result
+            log(f"  {one_line(result)}")
+    run["finished"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(run, indent=1)
+    (RESULTS / f"{stamp}.json").write_text(text)
+    (RESULTS / "latest.json").write_text(text)
+    log(f"results: {RESULTS / (stamp + '.json')}")
+    if not args.no_docs:
+        md, png = report.write(run, REPO / "docs")
+        log(f"report: {md} and {png}")
+
+
+if __name__ == "__main__":
+    main()
