@@ -4,23 +4,31 @@ Contract: a message is stored and published in one Lua script, so the room's
 next id, the append to its history list, the trim to the limit and the
 publish happen atomically: ids, history order and delivery order agree.
 Delivery over pub/sub is at most once; the subscriber fills gaps itself after
-a reconnect (from history, by id), and clients resume with `?after=ID`.
+a reconnect (from history, by id), and clients resume with `?after=ID`. The
+subscriber notices a connection that died silently by a PING of its own, and
+a Redis that lost its data (ids start over) by the epoch key.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from . import frames
 from .store import Keys, Store
 from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
+
+# The subscriber's own liveness check: after this many seconds without a word
+# from Redis it sends a PING, and the answer must come within the timeout.
+SUBSCRIBER_PING_AFTER = 3.0
+SUBSCRIBER_PONG_TIMEOUT = 3.0
 
 # KEYS: seq, history, channel, rooms, rate
 # ARGV: body (after "ts"), history limit, room, rate limit, rate window (ms)
@@ -74,6 +82,7 @@ class Unavailable(Exception):
 
 
 OnMessage = Callable[[str, bytes], None]
+OnReset = Callable[[str, list[bytes]], None]
 
 
 class Broker:
@@ -88,6 +97,7 @@ class Broker:
         rate_window: float,
         on_room_frame: OnMessage,
         on_control: Callable[[bytes], None],
+        on_reset: OnReset | None = None,
     ) -> None:
         self._store = store
         self._redis = store.raw
@@ -98,6 +108,7 @@ class Broker:
         self._history_after = self._redis.register_script(_HISTORY_AFTER)
         self._on_room_frame = on_room_frame
         self._on_control = on_control
+        self._on_reset = on_reset
         self._rooms: set[str] = set()
         self._pending: dict[str, asyncio.Future] = {}
         # Highest id dispatched per room (drops gap-fill duplicates) ...
@@ -107,6 +118,7 @@ class Broker:
         self._pubsub = None
         self._task: asyncio.Task | None = None
         self._connected = asyncio.Event()
+        self._epoch: bytes | None = None  # the Keys.epoch token this worker knows
         self.reconnects = 0
 
     # -- publishing and reading -------------------------------------------------
@@ -240,9 +252,15 @@ class Broker:
             try:
                 await self._connect()
                 if not first:
+                    # The pooled connections most likely died with the subscriber's
+                    # (Redis restarted): drop the idle ones, so the gap fill and the
+                    # next messages connect afresh instead of each failing once.
+                    await self._redis.connection_pool.disconnect(inuse_connections=False)
+                kept = await self._same_epoch()
+                if not first:
+                    await self._fill_gaps(lost=not kept)
                     self.reconnects += 1
                     log.warning("subscriber reconnected; resubscribed %d room(s)", len(self._rooms))
-                    await self._fill_gaps()
                 first = False
                 delay = 0.1
                 await self._read_loop()
@@ -257,10 +275,25 @@ class Broker:
 
     async def _read_loop(self) -> None:
         pubsub = self._pubsub
+        clock = asyncio.get_running_loop().time
+        heard = clock()
+        pinged = False
         while True:
             message = await pubsub.get_message(timeout=1.0)
             if message is None:
+                # Our own liveness check: redis-py's health check sends PINGs but
+                # never waits for the answer, so a connection that died silently
+                # (a NAT or failover dropped it, Redis hung) would leave us deaf.
+                silent = clock() - heard
+                if silent > SUBSCRIBER_PING_AFTER + SUBSCRIBER_PONG_TIMEOUT:
+                    raise ConnectionError(
+                        f"no answer on the subscriber connection for {silent:.0f} s"
+                    )
+                if silent > SUBSCRIBER_PING_AFTER and not pinged:
+                    pinged = True
+                    await asyncio.wait_for(pubsub.ping(), SUBSCRIBER_PONG_TIMEOUT)
                 continue
+            heard, pinged = clock(), False
             kind = message["type"]
             channel = message["channel"]
             channel = channel.decode() if isinstance(channel, bytes) else channel
@@ -284,18 +317,38 @@ class Broker:
             self._last_id[room] = message_id
         self._on_room_frame(room, data)
 
-    async def _fill_gaps(self) -> None:
+    async def _same_epoch(self) -> bool:
+        """False if Redis lost its data since we last looked (its epoch token changed)."""
+        await self._redis.set(Keys.epoch, secrets.token_hex(8), nx=True)
+        epoch = await self._redis.get(Keys.epoch)
+        kept = self._epoch is None or epoch == self._epoch
+        self._epoch = epoch
+        return kept
+
+    async def _fill_gaps(self, lost: bool) -> None:
         """After a reconnect, deliver what was published while we were away."""
         for room in list(self._rooms):
             start = max(self._last_id.get(room, 0), self._floor.get(room, 0))
             try:
-                held = await self.history(room, after=start)
-            except (RedisError, OSError):
-                return
-            if held.last_id < start:
-                # Redis lost data (restarted without persistence): ids start over.
-                log.warning("room %s: ids restarted at %d (was %d)", room, held.last_id, start)
-                self._last_id[room] = self._floor[room] = 0
+                held = await self.history(room, after=None if lost else start)
+            except ResponseError as exc:  # this room's keys are broken, not the connection
+                log.error("room %s: cannot read history to fill the gap: %s", room, exc)
+                continue
+            # A connection error propagates: the listener reconnects and fills again
+            # (skipping the fill would leave the gap for good).
+            if lost or held.last_id < start:
+                # Redis lost the room (restarted without persistence): ids start over.
+                # Dropping ids up to `start` as duplicates would hide the new messages,
+                # so local sockets start over from what Redis holds now.
+                log.warning(
+                    "room %s: Redis lost its history; ids start over (now %d, were %d)",
+                    room,
+                    held.last_id,
+                    start,
+                )
+                self._last_id[room] = self._floor[room] = held.last_id
+                if self._on_reset is not None:
+                    self._on_reset(room, held.messages)
                 continue
             for data in held.messages:
                 self._dispatch(Keys.room_channel(room), data)

@@ -49,6 +49,7 @@ class ChatService:
             rate_window=chat.rate_limit_seconds,
             on_room_frame=self._deliver,
             on_control=self._control,
+            on_reset=self._reset,
         )
         self.presence = Presence(
             store.raw, publish=self._publish_presence, empty_room_ttl=chat.empty_room_ttl
@@ -117,6 +118,13 @@ class ChatService:
         for conn in conns:
             conn.push(data)
         self.metrics.inc("chatapp_frames_delivered_total", len(conns))
+
+    def _reset(self, room: str, messages: list[bytes]) -> None:
+        """The room's history was lost and its ids start over: a fresh history frame,
+        `truncated`, tells clients to start over from it (as after a long absence)."""
+        frame = frames.history_frame(messages, truncated=True)
+        for conn in self.hub.connections(room):
+            conn.push(frame)
 
     async def _publish_presence(self, room: str, users: list[str]) -> None:
         await self.broker.publish_frame(room, frames.presence_frame(users))

@@ -9,6 +9,7 @@ from urllib.parse import quote
 import aiohttp_jinja2
 from aiohttp import web
 from aiohttp_session import get_session
+from redis.exceptions import RedisError
 
 from .keys import accounts_key, user_key
 from .sessions import end_session
@@ -41,6 +42,7 @@ ERROR_TEXTS = {
     413: ("Too large", "The request was too large."),
     429: ("Too many requests", "Slow down and try again in a little while."),
     500: ("Something went wrong", "The server hit an error. It has been logged; try again."),
+    503: ("Unavailable", "The chat cannot reach its data store right now. Try again shortly."),
 }
 
 
@@ -75,6 +77,13 @@ async def error_pages(request: web.Request, handler):
         for name in ("Allow", "Retry-After"):
             if name in exc.headers:
                 response.headers[name] = exc.headers[name]
+        return response
+    except RedisError as exc:
+        # Redis down or not answering is an outage, not a bug: 503 tells people
+        # and load balancers to come back, and one line beats a traceback per request.
+        log.warning("503 on %s %s: Redis unavailable (%s)", request.method, request.path, exc)
+        response = error_page(request, 503)
+        response.headers["Retry-After"] = "5"
         return response
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)

@@ -29,6 +29,9 @@ class Keys:
     """Names of every Redis key and channel (all `bytes`-safe ASCII)."""
 
     secret = PREFIX + "secret"
+    # A random token set once: if it is gone, Redis lost its data (restarted
+    # without persistence, or flushed) and room ids have started over.
+    epoch = PREFIX + "epoch"
     users = PREFIX + "users"  # zset: lower-case name -> joined time
     rooms = PREFIX + "rooms"  # zset: room name -> last activity time
     session_prefix = PREFIX + "session"  # aiohttp-session adds "_<id>"

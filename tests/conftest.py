@@ -11,9 +11,28 @@ from aiohttp.test_utils import TestClient
 from chatapp.app import create_app
 from chatapp.config import Config, build_config
 
+from . import figures
 from .support import CSRF_RE, RedisServer
 
 PASSWORD = "Sturdy-Pass-42"
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Print what the failure tests measured, so it shows in CI logs even without -s."""
+    if figures.FIGURES:
+        terminalreporter.write_sep("=", "chatapp failure figures")
+        for line in figures.lines():
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def figure(request):
+    """figure(what, value): record a figure of this test for the end-of-run summary."""
+
+    def record(what: str, value: object) -> None:
+        figures.record(request.node.name, what, value)
+
+    return record
 
 
 @pytest.fixture(scope="session")

@@ -47,9 +47,12 @@ def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "con
 class RedisServer:
     """A private redis-server on a free port, which a test may kill and restart."""
 
-    def __init__(self, port: int | None = None, appendonly: bool = False) -> None:
+    def __init__(
+        self, port: int | None = None, appendonly: bool = False, appendfsync: str = "always"
+    ) -> None:
         self.port = port or free_port()
         self.appendonly = appendonly
+        self.appendfsync = appendfsync
         self.dir = tempfile.mkdtemp(prefix="chatapp-redis-")
         self.proc: subprocess.Popen | None = None
 
@@ -77,7 +80,7 @@ class RedisServer:
             "warning",
         ]
         if self.appendonly:
-            args += ["--appendfsync", "always"]
+            args += ["--appendfsync", self.appendfsync]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
 
@@ -154,6 +157,11 @@ class AppProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 15) -> AppProcess:
+        self.spawn()
+        return self.wait_ready(timeout)
+
+    def spawn(self) -> AppProcess:
+        """Start the process without waiting (see `start_apps` to start several at once)."""
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
@@ -172,6 +180,9 @@ class AppProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
+        return self
+
+    def wait_ready(self, timeout: float = 15) -> AppProcess:
         wait_for(self._ready, timeout, interval=0.1, what=f"app on port {self.port}")
         return self
 
@@ -194,6 +205,18 @@ class AppProcess:
     def wait(self, timeout: float = 15) -> int:
         return self.proc.wait(timeout)
 
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def rss_kb(self) -> int:
+        """Resident memory of the process (VmRSS in /proc/<pid>/status), in KiB."""
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M).group(1))
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -204,6 +227,15 @@ class AppProcess:
                 self.proc.wait(5)
         if getattr(self, "_log", None):
             self._log.close()
+
+
+def start_apps(*apps: AppProcess, timeout: float = 20) -> tuple[AppProcess, ...]:
+    """Start several app processes at once (each takes a second or two to import)."""
+    for app in apps:
+        app.spawn()
+    for app in apps:
+        app.wait_ready(timeout)
+    return apps
 
 
 class RawSocket:
