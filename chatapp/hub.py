@@ -9,7 +9,10 @@ reader never delays the others.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -93,16 +96,36 @@ class Connection:
         self.closing = True
         if self._sender is not None:
             self._sender.cancel()
+        transport = self.ws._req.transport if self.ws._req else None
         try:
-            await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()), timeout)
+            # drain=False: the peer's close reply shows it read everything. And a
+            # sender cancelled in aiohttp's drain cancels the drain waiter every
+            # writer shares, so draining here could raise CancelledError.
+            await asyncio.wait_for(
+                self.ws.close(code=code, message=reason.encode(), drain=False), timeout
+            )
+        except asyncio.CancelledError:
+            if asyncio.current_task().cancelling():
+                raise  # we were cancelled, not just aiohttp's shared drain waiter
+            drop_connection(transport)
         except (TimeoutError, ConnectionError, RuntimeError):
             # A peer that does not read cannot take a close frame either.
-            transport = self.ws._req.transport if self.ws._req else None
-            if transport is not None:
-                transport.abort()
+            drop_connection(transport)
 
     async def finish(self) -> None:
         await cancel_and_wait(self._sender)
+
+
+def drop_connection(transport: asyncio.Transport | None) -> None:
+    """Reset a connection now, unsent data and all: RST rather than FIN, so the
+    kernel does not keep an orphaned connection probing a peer's zero window."""
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 class Hub:

@@ -7,6 +7,7 @@ before the upgrade (session by the auth middleware, Origin here).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from urllib.parse import urlsplit
 
@@ -14,7 +15,7 @@ from aiohttp import WSMsgType, web
 
 from .broker import RateLimited, Unavailable
 from .frames import FrameError, parse_client_frame
-from .hub import Connection
+from .hub import Connection, drop_connection
 from .keys import chat_key, config_key, user_key
 from .rooms import ROOM_RE
 
@@ -73,8 +74,34 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
             await asyncio.shield(leaving)
         finally:
             if not ws.closed:
-                await ws.close()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ws.close(), 2.0)
+            await _drop_if_stuck(request, conn)
     return ws
+
+
+async def _drop_if_stuck(request: web.Request, conn: Connection, grace: float = 2.0) -> None:
+    """Reset the connection if its peer still leaves data unread after `grace` s.
+
+    A closed socket's transport waits until its buffered data is sent (the
+    close frame last): a peer that stopped reading (a frozen process, one that
+    missed its heartbeat or overflowed its queue) would keep the connection and
+    that buffer forever. A peer only a little behind still gets its close frame.
+    """
+    transport = request.transport
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    while transport is not None and transport.get_write_buffer_size() and loop.time() < deadline:
+        await asyncio.sleep(0.1)
+    if transport is None or not transport.get_write_buffer_size():
+        return
+    log.info(
+        "dropped the connection of %s in %s: %d bytes left unread",
+        conn.username,
+        conn.room,
+        transport.get_write_buffer_size(),
+    )
+    drop_connection(transport)
 
 
 async def _leave(chat, conn: Connection) -> None:
