@@ -89,9 +89,9 @@ async def _drop_if_stuck(request: web.Request, conn: Connection, grace: float = 
     that buffer forever. A peer only a little behind still gets its close frame.
     """
     transport = request.transport
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + grace
-    while transport is not None and transport.get_write_buffer_size() and loop.time() < deadline:
+    for _ in range(round(grace / 0.1)):
+        if transport is None or not transport.get_write_buffer_size():
+            return
         await asyncio.sleep(0.1)
     if transport is None or not transport.get_write_buffer_size():
         return
