@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 import aiohttp_jinja2
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp_session import get_session
 from redis.exceptions import RedisError
 
@@ -127,7 +128,9 @@ async def csrf(request: web.Request, handler):
     expected = session.get("csrf")
     try:
         form = await request.post()
-    except (ValueError, web.HTTPException):
+    except (ValueError, HttpProcessingError, web.HTTPException):
+        # Not a readable form (a malformed multipart part raises InvalidHeader):
+        # no token can be read from it.
         form = {}
     given = form.get("csrf_token")
     if not expected or not isinstance(given, str) or not hmac.compare_digest(given, expected):
