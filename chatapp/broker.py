@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import frames
 from .store import Keys, Store
@@ -78,7 +79,12 @@ class RateLimited(Exception):
 
 
 class Unavailable(Exception):
-    """Redis did not take the message: it was not stored."""
+    """Redis did not take the message, or did not answer in time (`maybe_stored`:
+    a hung Redis may still run the script when it wakes up)."""
+
+    def __init__(self, detail: str, maybe_stored: bool = False) -> None:
+        super().__init__(detail)
+        self.maybe_stored = maybe_stored
 
 
 OnMessage = Callable[[str, bytes], None]
@@ -140,7 +146,8 @@ class Broker:
                 args=[body, self._history_limit, room, self._rate_limit, self._rate_window_ms],
             )
         except (RedisError, OSError) as exc:
-            raise Unavailable(str(exc)) from exc
+            timed_out = isinstance(exc, RedisTimeoutError | TimeoutError)
+            raise Unavailable(str(exc), maybe_stored=timed_out) from exc
         if result == -1:
             raise RateLimited
         return int(result)

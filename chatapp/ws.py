@@ -128,11 +128,14 @@ async def _read_loop(chat, conn: Connection, ws: web.WebSocketResponse, max_leng
                     "Too many messages; slow down. Not sent.",
                     outgoing.client_id,
                 )
-            except Unavailable:
+            except Unavailable as exc:
                 chat.send_error(
                     conn,
                     "unavailable",
-                    "The message was not stored (Redis unavailable).",
+                    "Redis did not answer in time: the message may still be stored, "
+                    "and then it will show up."
+                    if exc.maybe_stored
+                    else "The message was not stored (Redis unavailable).",
                     outgoing.client_id,
                 )
         elif msg.type == WSMsgType.BINARY:

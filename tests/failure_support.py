@@ -107,6 +107,8 @@ class Follower:
         self.sent: dict[str, float] = {}  # my client_ids -> loop time sent
         self.acked: dict[str, float] = {}  # my client_ids seen back (live or on resume)
         self.refused: dict[str, str] = {}  # my client_ids -> error code
+        self.refused_at: dict[str, float] = {}  # my client_ids -> loop time of the error
+        self.refusals: dict[str, str] = {}  # my client_ids -> the error's detail
         self.histories: list[dict] = []  # each history frame: count, truncated
         self.presence: list[tuple[float, list[str]]] = []
         self.closes: list[int | None] = []
@@ -189,6 +191,8 @@ class Follower:
             client_id = frame.get("client_id")
             if client_id in self.sent:
                 self.refused[client_id] = frame["code"]
+                self.refused_at[client_id] = loop_time()
+                self.refusals[client_id] = frame["detail"]
         elif kind == "presence":
             self.presence.append((loop_time(), frame["users"]))
 

@@ -8,6 +8,7 @@ through the forms and sockets as browsers do.
 from __future__ import annotations
 
 import asyncio
+import signal
 
 import pytest
 import redis.asyncio as aioredis
@@ -35,6 +36,12 @@ pytestmark = [pytest.mark.failure, pytest.mark.multiprocess]
 # Tests send faster than people do.
 ENV = {"CHATAPP_CHAT_RATE_LIMIT_MESSAGES": "1000000"}
 RESUME_WITHIN = 5.0  # the issue's bound: delivery flows again within 5 s
+
+
+async def healthz_until(app: AppProcess, status: int, timeout: float) -> float:
+    """Poll the app's /healthz until it answers `status`; the loop time it did."""
+    await until(lambda: status_is(app.url, "/healthz", status), timeout, f"healthz {status}")
+    return loop_time()
 
 
 def assert_clean_log(*apps: AppProcess) -> None:
@@ -82,6 +89,7 @@ async def test_redis_killed_mid_chat_and_restarted_two_seconds_later(persistence
             client_id = await followers[0].send("while Redis is down")
             await until(lambda: client_id in followers[0].refused, 5, "the error frame")
             assert followers[0].refused[client_id] == "unavailable"
+            assert "not stored" in followers[0].refusals[client_id]
 
             await asyncio.sleep(max(0.0, killed_at + 2.0 - loop_time()))
             await asyncio.to_thread(redis.start)  # same port; returns once it answers PING
@@ -130,6 +138,91 @@ async def test_redis_killed_mid_chat_and_restarted_two_seconds_later(persistence
         figure("seconds from Redis back to /healthz 200 on both", healthy_after)
         figure("seconds from Redis back to delivery across both processes", resumed)
     finally:
+        a.stop()
+        b.stop()
+        redis.cleanup()
+
+
+async def test_redis_frozen_with_sigstop_then_resumed(figure):
+    """Break: freeze redis-server with SIGSTOP for 8 s while two app processes hold
+    sockets in a room and people keep talking (a hung Redis: connections stay open,
+    nothing answers), then SIGCONT it.
+
+    Must hold: no app process exits; /healthz answers 503 within its 2 s ping timeout
+    while Redis is frozen, and 200 after; a message sent meanwhile gets an `error` frame
+    `unavailable` within the Redis client's 5 s socket timeout; within 5 s of Redis
+    answering again, messages flow across both processes; no acknowledged message is
+    missing or doubled for anyone, and a message refused while frozen that Redis still
+    ran when it woke reached everyone or no one.
+    """
+    redis = RedisServer().start()
+    a, b = AppProcess(redis.url, **ENV), AppProcess(redis.url, **ENV)
+    try:
+        await asyncio.to_thread(start_apps, a, b)
+        async with Person(a.url, "ann") as ann, Person(b.url, "ben") as ben:
+            followers = [await Follower(p, "lobby").start() for p in (ann, ben)]
+            stop = asyncio.Event()
+            talk = [asyncio.create_task(f.chatter(0.05, stop)) for f in followers]
+            await until(lambda: len(acked_union(followers)) >= 20, 10, "some messages")
+            # A socket's frames are handled one by one, each send waiting up to the
+            # 5 s socket timeout while Redis hangs: stop talking to time one message.
+            stop.set()
+            await asyncio.gather(*talk)
+            await settle(followers, redis.url, "lobby")
+
+            redis.proc.send_signal(signal.SIGSTOP)
+            frozen_at = loop_time()
+            answered = await asyncio.gather(
+                *(healthz_until(app, 503, 4) for app in (a, b)),
+                followers[0].send("while Redis is frozen"),
+            )
+            healthz_503_after = max(answered[:2]) - frozen_at
+            client_id = answered[2]
+            await until(lambda: client_id in followers[0].refused, 8, "the error frame")
+            refused_after = followers[0].refused_at[client_id] - followers[0].sent[client_id]
+            assert followers[0].refused[client_id] == "unavailable"
+            # A hung Redis may still run the command when it wakes: the sender is told so.
+            assert "may still be stored" in followers[0].refusals[client_id]
+
+            await asyncio.sleep(max(0.0, frozen_at + 8.0 - loop_time()))
+            redis.proc.send_signal(signal.SIGCONT)
+            back_at = loop_time()
+            stop = asyncio.Event()
+            talk = [asyncio.create_task(f.chatter(0.05, stop)) for f in followers]
+            for app in (a, b):
+                await until(lambda app=app: status_is(app.url, "/healthz", 200), 5, "healthz 200")
+
+            def both_ways() -> dict | None:
+                flows = cross_delivery(followers, back_at)
+                return flows if len(flows) == 2 else None
+
+            flows = await until(both_ways, RESUME_WITHIN + 5, "delivery across both processes")
+            await asyncio.sleep(1.0)
+            stop.set()
+            await asyncio.gather(*talk)
+            await settle(followers, redis.url, "lobby")
+            assert a.running() and b.running(), "an app process exited"
+            checked = check_nothing_lost_or_doubled(followers)
+            refused = {cid for f in followers for cid in f.refused}
+            late = {cid for cid in refused if any(cid in f.got for f in followers)}
+            assert all(late <= f.got.keys() for f in followers), "a late message reached some only"
+            for f in followers:
+                await f.stop()
+        resumed = max(flows.values())
+        assert resumed < RESUME_WITHIN, f"delivery resumed {resumed:.2f} s after SIGCONT"
+        assert refused_after < 5.0 + 1.0
+        assert_clean_log(a, b)
+        figure("seconds from SIGSTOP to /healthz 503 on both", healthz_503_after)
+        figure("seconds from sending to the `unavailable` error while frozen", refused_after)
+        figure(
+            "messages refused while frozen / of them stored when Redis woke",
+            f"{len(refused)} / {len(late)}",
+        )
+        figure("seconds from SIGCONT to delivery across both processes", resumed)
+        figure("acknowledged messages x followers checked", checked)
+    finally:
+        if redis.proc and redis.proc.poll() is None:
+            redis.proc.send_signal(signal.SIGCONT)
         a.stop()
         b.stop()
         redis.cleanup()
