@@ -171,20 +171,22 @@ class Member:
         if cookie:
             headers["Cookie"] = cookie
         start = now()
-        self.first = asyncio.get_running_loop().create_future()
+        self.first = first = asyncio.get_running_loop().create_future()
+        # A handshake that fails never awaits FIRST; don't let asyncio call it unretrieved.
+        first.add_done_callback(lambda f: f.cancelled() or f.exception())
         async with asyncio.timeout(timeout):
             self.ws = await wsclient.connect(
                 target.ws_url(self.room), headers, self.on_text, self.on_close
             )
-            frame = await self.first
+            frame = await first
         self.stats.connect_times.append(now() - start)
         if frame.get("type") != "history":
             self.stats.errors["first_frame_not_history"] += 1
-        self._handle(frame, now())
 
     def on_text(self, payload: bytes) -> None:
         arrived = now()
-        if payload.startswith(_FAST_PREFIXES) and self.first.done():
+        first = self.first
+        if payload.startswith(_FAST_PREFIXES) and first.done():
             ident, text = _ID.search(payload), _OUR_TEXT.search(payload)
             if ident and text:
                 self._count(int(ident[1]), float(text[1]), text[2], arrived)
@@ -194,8 +196,11 @@ class Member:
         except ValueError:
             self.stats.errors["bad_json"] += 1
             return
-        if not self.first.done():
-            self.first.set_result(frame)
+        if not first.done():
+            # Handle the history frame here, not when `connect` resumes: live
+            # frames parsed from the same read come next and must see its ids.
+            self._handle(frame, arrived)
+            first.set_result(frame)
         else:
             self._handle(frame, arrived)
 

@@ -20,6 +20,14 @@ log = logging.getLogger(__name__)
 
 PREFIX = "chatapp:"
 
+# redis-py 8's default pool holds at most 100 connections and raises
+# MaxConnectionsError at once when a burst wants more: hundreds of sockets
+# joining together (each join is a few commands in flight) got HTTP 500 on the
+# handshake. A blocking pool of the same size makes a burst wait its turn for
+# a connection instead, and still caps what one worker opens on Redis.
+POOL_SIZE = 100
+POOL_WAIT = 5.0  # seconds a command waits for a free connection, then fails
+
 
 class StoreUnavailable(Exception):
     """Redis could not be reached; the message names the URL."""
@@ -150,9 +158,18 @@ def _make_client(url: str) -> tuple[aioredis.Redis, Any]:
         import fakeredis  # only the embedded store needs it
 
         server = fakeredis.FakeServer()
-        return fakeredis.FakeAsyncRedis(server=server, decode_responses=False), server
-    client = aioredis.from_url(
+        client = fakeredis.FakeAsyncRedis(
+            server=server,
+            decode_responses=False,
+            connection_pool_class=aioredis.BlockingConnectionPool,
+            max_connections=POOL_SIZE,
+        )
+        client.connection_pool.timeout = POOL_WAIT  # fakeredis does not pass it on
+        return client, server
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=POOL_SIZE,
+        timeout=POOL_WAIT,
         decode_responses=False,
         socket_connect_timeout=3,
         # A stopped (hung) Redis must not hold a request forever.
@@ -160,6 +177,7 @@ def _make_client(url: str) -> tuple[aioredis.Redis, Any]:
         socket_keepalive=True,
         health_check_interval=15,
     )
+    client = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
     return client, None
 
 

@@ -12,6 +12,7 @@ import logging
 from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
+from redis.exceptions import RedisError
 
 from .broker import RateLimited, Unavailable
 from .frames import FrameError, parse_client_frame
@@ -64,7 +65,8 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
     try:
         await chat.join(conn, after)
         await _read_loop(chat, conn, ws, limits.max_message_length)
-    except (Unavailable, OSError, TimeoutError) as exc:
+    except (Unavailable, RedisError, OSError, TimeoutError) as exc:
+        # After the upgrade there is no HTTP answer to give: log, close, leave.
         log.warning("socket of %s in %s ended: store unavailable (%s)", user.username, room, exc)
     finally:
         # Shielded: a cancelled handler (peer gone, handler_cancellation) must

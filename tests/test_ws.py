@@ -9,7 +9,7 @@ import pytest
 
 from chatapp.app import create_app
 
-from .chat_client import Person
+from .chat_client import Person, connect
 from .conftest import make_config
 from .support import RawSocket
 
@@ -252,6 +252,24 @@ async def test_presence_never_counts_a_second_socket_as_a_second_person(base):
                 break
         assert frames
         assert all(f["users"] == ["ann"] and f["count"] == 1 for f in frames)
+
+
+async def test_a_burst_of_joins_gets_no_server_error(base):
+    """Hundreds of sockets joining at once queue for Redis; none gets a 500 or a close."""
+    async with Person(base, "ann") as ann:
+        burst = aiohttp.ClientSession(
+            cookie_jar=ann.http.cookie_jar, connector=aiohttp.TCPConnector(limit=0)
+        )
+        socks = []
+        try:
+            socks = await asyncio.gather(*(connect(burst, base, "lobby") for _ in range(250)))
+            firsts = await asyncio.gather(*(s.frame(timeout=30) for s in socks))
+            assert {f["type"] for f in firsts} == {"history"}
+            presence = await asyncio.gather(*(s.next("presence", timeout=30) for s in socks))
+            assert {p["count"] for p in presence} == {1}
+        finally:
+            await asyncio.gather(*(s.close() for s in socks))
+            await burst.close()
 
 
 async def _presence_until(sock, users: list[str], timeout: float = 5.0) -> dict:
