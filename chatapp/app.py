@@ -129,6 +129,7 @@ def create_app(config: Config | None = None) -> web.Application:
     )
     app = web.Application(
         middlewares=[
+            middlewares.socket_gate,
             middlewares.error_pages,
             session_middleware(storage),
             middlewares.auth,
