@@ -9,6 +9,7 @@ gaps and duplicates. Run `python -m bench.loadgen --help` for an ad-hoc run.
 
 import argparse
 import asyncio
+import gc
 import html
 import json
 import re
@@ -535,6 +536,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     spec = ChatSpec(**{f: getattr(args, f) for f in asdict(defaults)})
     raise_nofile()
+    gc.disable()  # see bench.workloads.main: a collection would count as latency
     probe = Probe(args.server_pids, args.redis_pids) if args.server_pids else None
     result = asyncio.run(run_chat(Target(args.url, auth=not args.no_auth), spec, probe))
     json.dump(result, sys.stdout, indent=1)
