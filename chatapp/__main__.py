@@ -9,6 +9,7 @@ import logging
 import sys
 
 from .config import Config, ConfigError, load_config
+from .logs import setup_logging
 from .store import StoreUnavailable
 
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
@@ -41,14 +42,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     deleteroom.add_argument("room")
     return parser
-
-
-def setup_logging(config: Config) -> None:
-    logging.basicConfig(
-        level=config.log.level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def fail(message: str, status: int = 2) -> int:
@@ -196,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         config = config.replace("server", host=args.host)
     if args.port is not None:
         config = config.replace("server", port=args.port)
-    setup_logging(config)
+    setup_logging(config.log.level)
     if args.command == "createuser":
         password = args.password if args.password is not None else _ask_password()
         if not password:

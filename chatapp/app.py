@@ -7,6 +7,7 @@ import logging
 import os
 import secrets
 import sys
+from typing import NoReturn
 
 import aiohttp_jinja2
 import jinja2
@@ -31,11 +32,12 @@ from .keys import (
     store_key,
     throttle_key,
 )
+from .logs import setup_logging
 from .metrics import Metrics
 from .paths import find_dir
 from .rooms import RoomDirectory
 from .sessions import SignedRedisStorage
-from .store import Keys, Store, make_store
+from .store import Keys, Store, StoreUnavailable, make_store
 from .throttle import LoginThrottle
 
 log = logging.getLogger("chatapp")
@@ -43,7 +45,8 @@ log = logging.getLogger("chatapp")
 
 def gunicorn_workers() -> int | None:
     """The -w of the gunicorn running us, or None when not under gunicorn."""
-    if "gunicorn" not in os.path.basename(sys.argv[0]):
+    # The arbiter is imported by every gunicorn process (`gunicorn` or `python -m gunicorn`).
+    if "gunicorn.arbiter" not in sys.modules:
         return None
     try:
         from gunicorn.config import Config as GunicornConfig
@@ -91,7 +94,12 @@ def _freeze_startup_objects() -> None:
 async def _store_ctx(app: web.Application):
     """Connect the store, settle the secret and the demo users; close on the way out."""
     config, store = app[config_key], app[store_key]
-    await store.wait_ready(config.redis.connect_timeout)
+    try:
+        await store.wait_ready(config.redis.connect_timeout)
+    except StoreUnavailable as exc:
+        if "gunicorn.arbiter" in sys.modules:  # one line, and the master stops
+            _refuse_to_start(str(exc))
+        raise  # `python -m chatapp` reports it and exits 2
     app[secret_key] = await _session_secret(config, store)
     app[SESSION_STORAGE].set_secret(app[secret_key])
     if config.demo.seed_users:
@@ -122,23 +130,32 @@ async def _close_sockets(app: web.Application) -> None:
     await app[chat_key].close_all(GOING_AWAY, "server shutting down")
 
 
+def _refuse_to_start(message: str) -> NoReturn:
+    """Stop start-up with one line: status 2, or 3 under gunicorn.
+
+    gunicorn respawns a worker that exits with any other status forever; 3 is
+    its "worker failed to boot", on which the master stops too.
+    """
+    print(f"chatapp: {message}", file=sys.stderr)
+    raise SystemExit(3 if "gunicorn.arbiter" in sys.modules else 2)
+
+
 def create_app(config: Config | None = None) -> web.Application:
     """Build the application; reads `$CHATAPP_CONFIG` (default config.yaml) when no config."""
     if config is None:
         try:
             config = load_config(os.environ.get(ENV_CONFIG_PATH, "config.yaml"))
         except ConfigError as exc:
-            print(f"chatapp: config error: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
+            _refuse_to_start(f"config error: {exc}")
+        # The gunicorn path: nobody else set up logging for this process.
+        setup_logging(config.log.level)
     workers = gunicorn_workers()
     if config.is_memory_store and workers and workers > 1:
-        print(
-            "chatapp: config error: redis.url: memory:// is private to one process, so "
+        _refuse_to_start(
+            "config error: redis.url: memory:// is private to one process, so "
             f"{workers} workers would not see each other's users, sessions or messages; "
-            "use a real Redis (redis://host:port/db)",
-            file=sys.stderr,
+            "use a real Redis (redis://host:port/db)"
         )
-        raise SystemExit(2)
     store = make_store(config.redis.url)
     storage = SignedRedisStorage(
         store.raw,

@@ -69,11 +69,11 @@ class Socket:
         deadline = loop.time() + timeout
         while True:
             msg = await asyncio.wait_for(self.ws.receive(), max(0.01, deadline - loop.time()))
-            if msg.type in (
-                aiohttp.WSMsgType.CLOSE,
-                aiohttp.WSMsgType.CLOSING,
-                aiohttp.WSMsgType.CLOSED,
-            ):
+            if msg.type == aiohttp.WSMsgType.CLOSE:
+                # The code the server sent. ws.close_code may read 1006 instead when
+                # the server is gone before aiohttp's automatic close reply is written.
+                return msg.data
+            if msg.type in (aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
                 return self.ws.close_code
 
     async def close(self) -> None:

@@ -153,25 +153,33 @@ class AppProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 15) -> AppProcess:
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "chatapp",
+            "--config",
+            str(ROOT / "config.yaml"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
+
+    def launch(self) -> AppProcess:
+        """Start the process without waiting for it to listen."""
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "chatapp",
-                "--config",
-                str(ROOT / "config.yaml"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
+            self.command(),
             cwd=ROOT,
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
+        return self
+
+    def start(self, timeout: float = 15) -> AppProcess:
+        self.launch()
         wait_for(self._ready, timeout, interval=0.1, what=f"app on port {self.port}")
         return self
 
@@ -267,3 +275,68 @@ class RawSocket:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class GunicornProcess(AppProcess):
+    """`gunicorn 'chatapp:create_app()'` with aiohttp's worker, N workers, on a free port."""
+
+    def __init__(self, redis_url: str, workers: int = 2, **env: str) -> None:
+        super().__init__(redis_url, **env)
+        self.workers = workers
+        self.env.setdefault("CHATAPP_CONFIG", str(ROOT / "config.yaml"))
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "chatapp:create_app()",
+            "--worker-class",
+            "aiohttp.GunicornWebWorker",
+            "-w",
+            str(self.workers),
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--graceful-timeout",
+            "10",
+            "--no-control-socket",
+        ]
+
+    def worker_pids(self) -> list[int]:
+        """The live worker processes (children of the gunicorn master)."""
+        path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        try:
+            return [int(pid) for pid in path.read_text().split()]
+        except FileNotFoundError:
+            return []
+
+
+def socket_owner(server_port: int, client_port: int, pids: list[int]) -> int | None:
+    """Which of `pids` holds the server end of the TCP connection from `client_port`.
+
+    Read from /proc: the connection's inode in /proc/net/tcp, then the process
+    whose file descriptors include that socket.
+    """
+    inode = None
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+            if local_port == server_port and remote_port == client_port:
+                inode = fields[9]
+    if inode is None:
+        return None
+    wanted = f"socket:[{inode}]"
+    for pid in pids:
+        fd_dir = Path(f"/proc/{pid}/fd")
+        try:
+            for fd in fd_dir.iterdir():
+                try:
+                    if os.readlink(fd) == wanted:
+                        return pid
+                except OSError:
+                    continue
+        except FileNotFoundError:
+            continue
+    return None

@@ -150,3 +150,30 @@ async def test_login_page_when_logged_in_goes_to_rooms(bob: AuthActions):
     await bob.login("bob")
     response = await bob.client.get("/login/", allow_redirects=False)
     assert response.status == 302
+
+
+async def test_bcrypt_runs_off_the_event_loop(app_factory, redis_url):
+    """At cost 13 one hash takes ~0.5 s; the loop the server runs on must keep ticking."""
+    import asyncio
+
+    client = await app_factory(redis_url, accounts={"bcrypt_rounds": 13})
+    auth = AuthActions(client)
+    loop = asyncio.get_running_loop()
+    gaps: list[float] = []
+
+    async def ticker():
+        last = loop.time()
+        while True:
+            await asyncio.sleep(0.01)
+            now = loop.time()
+            gaps.append(now - last)
+            last = now
+
+    ticking = asyncio.create_task(ticker())
+    started = loop.time()
+    response = await auth.register("carol")  # one hash at cost 13
+    elapsed = loop.time() - started
+    ticking.cancel()
+    assert response.status == 302
+    assert elapsed > 0.25, "cost 13 should be slow enough to show a blocked loop"
+    assert max(gaps) < elapsed / 2, f"the loop stalled {max(gaps):.2f}s of {elapsed:.2f}s"
