@@ -396,7 +396,12 @@ Reading the targets:
   full collections of Python's cyclic garbage collector (12-24 ms, one or two a minute
   with 1,000 sockets open), each delaying the ~10 messages in flight. Start-up objects are
   already frozen out of it; thresholds (5000, 20, 100) and disabling it were tried and
-  gave no better p99 within the noise.
+  gave no better p99 within the noise. The rest is the cost of each message on the one
+  core the server shares with Redis: `python -m bench.profile W3` (py-spy, 30 s, joins
+  included) had the server busy in 57 % of samples, of which 46 % in redis-py (store-and-
+  publish, the subscriber, the joins' session, history and presence reads), 25 % writing
+  to sockets and 18 % in aiohttp; with one Redis round trip per message already, what
+  would cut it further is a cheaper Redis client path than redis-py's per command.
 - **W4**: chatapp {_kb(w4.get("kb_per_socket"))} per idle socket against the baseline's
   {_kb(w4b.get("kb_per_socket"))}. Both hold aiohttp's request, protocol, parser and
   WebSocket reader and writer per socket; `tracemalloc` on 1,000 idle sockets (Python
