@@ -1,11 +1,12 @@
 """Run the chat benchmarks against chatapp and the baseline; write results and docs.
 
-python -m bench [--quick] [--workloads W1,W2,...] [--target chatapp|baseline|both]
+python -m bench [--quick] [--workloads W1,W2,...] [--target chatapp|baseline|both] [--memcheck]
 """
 
 import argparse
 import datetime
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -33,14 +34,34 @@ def one_line(result: dict) -> str:
     )
 
 
-def measure(kind: str, workload: str, log_dir: Path, quick: bool, auth: bool = True) -> dict:
+MEMCHECK_S = 300.0  # the issue's memory-growth check: a 5-minute W3
+
+
+def measure(
+    kind: str,
+    workload: str,
+    log_dir: Path,
+    quick: bool,
+    auth: bool = True,
+    duration: float | None = None,
+) -> dict:
+    name = workload if duration is None else f"{workload}-{duration:.0f}s"
+    load_before = os.getloadavg()[0]
     try:
         with running(kind, log_dir) as target:
-            return run_generator(
-                workload, target, log_dir / f"{workload}-{kind}.json", quick=quick, auth=auth
+            result = run_generator(
+                workload,
+                target,
+                log_dir / f"{name}-{kind}.json",
+                quick=quick,
+                auth=auth,
+                duration=duration,
             )
     except StartError as exc:
         return {"workload": workload, "failed": str(exc)}
+    # The machine may be shared: a 1-minute load well above 2 (its cores) means disturbed.
+    result["loadavg_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -51,13 +72,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--target", choices=[*TARGETS, "both"], default="both")
     parser.add_argument("--no-ceiling", action="store_true", help="skip the generator ceiling")
     parser.add_argument("--no-docs", action="store_true", help="leave docs/ untouched")
+    parser.add_argument(
+        "--memcheck",
+        action="store_true",
+        help=f"also run W3 on chatapp for {MEMCHECK_S:.0f} s and report RSS growth",
+    )
     args = parser.parse_args(argv)
     workloads = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
     unknown = [w for w in workloads if w not in WORKLOADS]
     if unknown:
         parser.error(f"unknown workloads {unknown}; choose from {sorted(WORKLOADS)}")
     targets = list(TARGETS) if args.target == "both" else [args.target]
-    raise_nofile()
+    nofile = raise_nofile()
 
     stamp = time.strftime("%Y%m%dT%H%M%S")
     log_dir = RESULTS / "logs" / stamp
@@ -65,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": " ".join(["python -m bench", *argv]),
         "quick": args.quick,
-        "machine": machine_facts(),
+        "machine": {**machine_facts(), "nofile": nofile},
         "pinning": {"server_and_redis_cpu": "0", "generator_cpu": "1"},
         "titles": {w: WORKLOADS[w].title for w in workloads},
         "ceiling": None,
@@ -82,6 +108,11 @@ def main(argv: list[str] | None = None) -> None:
             result = measure(kind, workload, log_dir, args.quick)
             run["workloads"][workload][kind] = result
             log(f"  {one_line(result)}")
+    if args.memcheck:
+        log(f"memory check: W3 chatapp for {MEMCHECK_S:.0f} s ...")
+        run["memcheck"] = measure("chatapp", "W3", log_dir, False, duration=MEMCHECK_S)
+        growth = run["memcheck"].get("rss_growth_after_1min")
+        log(f"  {one_line(run['memcheck'])} rss growth after 1 min={growth}")
     run["finished"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ gaps and duplicates. Run `python -m bench.loadgen --help` for an ad-hoc run.
 
 import argparse
 import asyncio
+import gc
 import html
 import json
 import re
@@ -503,6 +504,7 @@ async def run_chat(target: Target, spec: ChatSpec, probe: Probe | None = None) -
     if probe:
         await probe.stop_sampling()
     return {
+        **(memory_growth(probe.series, meter.t0) if probe else {}),
         "spec": asdict(spec),
         "sockets": total,
         "connected": len(live),
@@ -516,6 +518,21 @@ async def run_chat(target: Target, spec: ChatSpec, probe: Probe | None = None) -
         "wall_s": round(phase["wall_s"], 3),
         "server_rss_mb": round(rss_kb / 1024, 1),
         "server_peak_rss_mb": round(probe.peak_rss_kb / 1024, 1) if probe else None,
+    }
+
+
+def memory_growth(series: list[tuple[float, int]], start: float) -> dict:
+    """Server RSS over the send phase: after its first minute, at its end, and the change."""
+    during = [(t - start, kb) for t, kb in series if t >= start]
+    if not during:
+        return {}
+    after_minute = next((kb for t, kb in during if t >= 60), None)
+    end = during[-1][1]
+    return {
+        "rss_series_mb": [[round(t, 1), round(kb / 1024, 1)] for t, kb in during[::5]],
+        "rss_after_1min_mb": round(after_minute / 1024, 1) if after_minute else None,
+        "rss_end_mb": round(end / 1024, 1),
+        "rss_growth_after_1min": round(end / after_minute - 1, 4) if after_minute else None,
     }
 
 
@@ -535,6 +552,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     spec = ChatSpec(**{f: getattr(args, f) for f in asdict(defaults)})
     raise_nofile()
+    gc.disable()  # see bench.workloads.main: a collection would count as latency
     probe = Probe(args.server_pids, args.redis_pids) if args.server_pids else None
     result = asyncio.run(run_chat(Target(args.url, auth=not args.no_auth), spec, probe))
     json.dump(result, sys.stdout, indent=1)

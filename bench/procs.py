@@ -174,7 +174,13 @@ def running(kind: str, log_dir: Path) -> Iterator[Running]:
 
 
 def run_generator(
-    workload: str, target: Running, out: Path, *, quick: bool, auth: bool = True
+    workload: str,
+    target: Running,
+    out: Path,
+    *,
+    quick: bool,
+    auth: bool = True,
+    duration: float | None = None,
 ) -> dict:
     """Run one workload in its own pinned generator process; return its JSON result."""
     argv = [sys.executable, "-m", "bench.workloads", workload, "--url", target.url]
@@ -185,6 +191,8 @@ def run_generator(
         argv.append("--quick")
     if not auth:
         argv.append("--no-auth")
+    if duration is not None:
+        argv += ["--duration", str(duration)]
     out.unlink(missing_ok=True)
     log = out.with_suffix(".log")
     proc = Proc(pinned(GENERATOR_CPU, argv), log)

@@ -59,6 +59,7 @@ class Probe:
         self.server_pids = server_pids
         self.redis_pids = redis_pids
         self.peak_rss_kb = 0
+        self.series: list[tuple[float, int]] = []  # (monotonic time, RSS kB), ~1 per second
         self._task: asyncio.Task | None = None
 
     def cpu(self) -> tuple[float, float]:
@@ -82,8 +83,13 @@ class Probe:
         self._task = asyncio.get_running_loop().create_task(self._sample(every))
 
     async def _sample(self, every: float) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            self.peak_rss_kb = max(self.peak_rss_kb, self.rss_kb())
+            rss = self.rss_kb()
+            self.peak_rss_kb = max(self.peak_rss_kb, rss)
+            now = loop.time()
+            if not self.series or now - self.series[-1][0] >= 1.0:
+                self.series.append((now, rss))
             await asyncio.sleep(every)
 
     async def stop_sampling(self) -> None:

@@ -27,6 +27,7 @@ class ChatLimits:
     max_frame_bytes: int
     heartbeat: float
     send_queue_size: int
+    send_buffer_bytes: int
 
 
 class ChatService:
@@ -39,9 +40,10 @@ class ChatService:
             max_frame_bytes=chat.max_frame_bytes,
             heartbeat=chat.heartbeat_seconds,
             send_queue_size=chat.send_queue_size,
+            send_buffer_bytes=chat.send_buffer_bytes,
         )
         self.metrics = metrics
-        self.hub = Hub()
+        self.hub = Hub(on_slow=lambda: metrics.inc("chatapp_slow_sockets_closed_total"))
         self.broker = Broker(
             store,
             history_limit=chat.history_limit,
@@ -89,11 +91,10 @@ class ChatService:
         await self.broker.subscribe(conn.room)
         held = await self.broker.history(conn.room, after)
         self.broker.mark_delivered(conn.room, held.last_id)
-        conn.start(frames.history_frame(held.messages, held.truncated), held.last_id)
+        self.hub.start(conn, frames.history_frame(held.messages, held.truncated), held.last_id)
         await self.presence.join(conn.room, conn.username)
 
     async def leave(self, conn: Connection) -> None:
-        await conn.finish()
         if self.hub.remove(conn):
             await self.broker.unsubscribe(conn.room)
         await self.presence.leave(conn.room, conn.username)
@@ -114,17 +115,12 @@ class ChatService:
     # -- from Redis ----------------------------------------------------------------
 
     def _deliver(self, room: str, data: bytes) -> None:
-        conns = self.hub.connections(room)
-        for conn in conns:
-            conn.push(data)
-        self.metrics.inc("chatapp_frames_delivered_total", len(conns))
+        self.metrics.inc("chatapp_frames_delivered_total", self.hub.broadcast(room, data))
 
     def _reset(self, room: str, messages: list[bytes]) -> None:
         """The room's history was lost and its ids start over: a fresh history frame,
         `truncated`, tells clients to start over from it (as after a long absence)."""
-        frame = frames.history_frame(messages, truncated=True)
-        for conn in self.hub.connections(room):
-            conn.push(frame)
+        self.hub.broadcast(room, frames.history_frame(messages, truncated=True))
 
     async def _publish_presence(self, room: str, users: list[str]) -> None:
         await self.broker.publish_frame(room, frames.presence_frame(users))

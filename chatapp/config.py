@@ -82,6 +82,8 @@ class ChatConfig:
     empty_room_ttl: int = field(default=604_800, metadata=_limits(0, None))
     heartbeat_seconds: float = field(default=20.0, metadata=_limits(1, 3600))
     send_queue_size: int = field(default=512, metadata=_limits(1, None))
+    # Unsent bytes a socket may have before it is closed as too slow (1013).
+    send_buffer_bytes: int = field(default=1_048_576, metadata=_limits(1024, None))
     page_history: int = field(default=50, metadata=_limits(0, None))
 
 

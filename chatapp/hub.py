@@ -1,9 +1,15 @@
 """This worker's sockets by room, and local fan-out; knows nothing of Redis.
 
-A broadcast never awaits a socket: it puts the same bytes on each socket's
-bounded queue, drained by that socket's own sender task. A socket whose queue
-overflows is closed with 1013 (it can resume with `?after=`), so one slow
-reader never delays the others.
+The hot path. A message reaches this worker once (from the subscriber), is
+framed for the wire once, and the same bytes are written to every socket of
+its room: no per-socket task, queue or await. Messages that arrive in the
+same event-loop iteration are joined and written to each socket in one
+`transport.write`, so a burst costs one system call per socket, not one per
+frame per socket.
+
+A socket that cannot keep up must not slow the others: when its unsent bytes
+pass `chat.send_buffer_bytes` it is closed with 1013 (it can resume with
+`?after=`). A broadcast never waits for a socket.
 """
 
 from __future__ import annotations
@@ -13,77 +19,116 @@ import contextlib
 import logging
 import socket
 import struct
-from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, web
 
 from . import frames
-from .tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
 TRY_AGAIN_LATER = 1013  # WSCloseCode.TRY_AGAIN_LATER: too slow, resume with ?after=
 
+_SHORT = struct.Struct("!BB").pack
+_MEDIUM = struct.Struct("!BBH").pack
+_LONG = struct.Struct("!BBQ").pack
+
+
+def wire_text(payload: bytes) -> bytes:
+    """One unmasked, uncompressed WebSocket text frame (RFC 6455 5.2), as a server sends it."""
+    n = len(payload)
+    if n < 126:
+        return _SHORT(0x81, n) + payload
+    if n < 65536:
+        return _MEDIUM(0x81, 126, n) + payload
+    return _LONG(0x81, 127, n) + payload
+
 
 class Connection:
-    """One socket: its user, its room and its outgoing queue."""
+    """One socket: its user, its room, and what it is owed before its history goes out."""
 
-    __slots__ = ("_buffer", "_queue", "_sender", "closing", "room", "username", "ws")
+    __slots__ = (
+        "_held",
+        "_max_buffer",
+        "_max_held",
+        "closing",
+        "on_slow",
+        "room",
+        "transport",
+        "username",
+        "ws",
+    )
 
-    def __init__(self, ws: web.WebSocketResponse, username: str, room: str, queue_size: int):
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        transport: asyncio.Transport,
+        username: str,
+        room: str,
+        *,
+        max_buffer: int,
+        max_held: int,
+    ) -> None:
         self.ws = ws
+        self.transport = transport
         self.username = username
         self.room = room
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue(queue_size)
-        # Live frames that arrive before the history frame went out (see `start`).
-        self._buffer: list[bytes] | None = []
-        self._sender: asyncio.Task | None = None
+        self._max_buffer = max_buffer
+        self._max_held = max_held
+        # Payloads that arrive before the history frame went out (see `start`).
+        self._held: list[bytes] | None = []
         self.closing = False
+        self.on_slow: Callable[[], None] | None = None  # set by the hub
 
-    def push(self, data: bytes) -> None:
-        """Queue a frame without waiting; close the socket if it cannot keep up."""
-        if self.closing:
+    @property
+    def ready(self) -> bool:
+        return self._held is None
+
+    def write(self, wire: bytes) -> bool:
+        """Write framed bytes now; close the socket if too much is still unsent."""
+        if self.closing or self.ws.closed:
+            return False
+        transport = self.transport
+        if transport.is_closing():
+            return False
+        unsent = transport.get_write_buffer_size()
+        if unsent > self._max_buffer:
+            self._too_slow(f"{unsent} bytes unsent")
+            return False
+        transport.write(wire)
+        return True
+
+    def _too_slow(self, detail: str) -> None:
+        log.warning("closing slow socket of %s in %s: %s", self.username, self.room, detail)
+        self.close_soon(TRY_AGAIN_LATER, "too slow")
+        if self.on_slow is not None:
+            self.on_slow()
+
+    def hold(self, payloads: Iterable[bytes]) -> None:
+        """Keep live payloads until the history frame is out; too many closes the socket."""
+        held = self._held
+        if held is None or self.closing:
             return
-        if self._buffer is not None:
-            if len(self._buffer) >= self._queue.maxsize:
-                self.close_soon(TRY_AGAIN_LATER, "too slow")
-            else:
-                self._buffer.append(data)
-            return
-        try:
-            self._queue.put_nowait(data)
-        except asyncio.QueueFull:
-            log.warning(
-                "closing slow socket of %s in %s: %d frames queued",
-                self.username,
-                self.room,
-                self._queue.qsize(),
-            )
-            self.close_soon(TRY_AGAIN_LATER, "too slow")
+        held.extend(payloads)
+        if len(held) > self._max_held:
+            self._too_slow(f"{len(held)} frames held while joining")
 
     def start(self, history: bytes, last_id: int) -> None:
-        """Send the history frame first, then the live frames that came meanwhile."""
-        buffered, self._buffer = self._buffer or [], None
-        self._queue.put_nowait(history)
-        for data in buffered:
-            message_id = frames.message_id(data)
+        """Send the history frame first, then the held payloads it does not cover."""
+        held, self._held = self._held or [], None
+        out = [wire_text(history)]
+        for payload in held:
+            message_id = frames.message_id(payload)
             if message_id is None or message_id > last_id:
-                self.push(data)
-        self._sender = asyncio.create_task(self._send_loop())
+                out.append(wire_text(payload))
+        self.write(b"".join(out))
 
-    async def _send_loop(self) -> None:
-        ws, queue = self.ws, self._queue
-        try:
-            while True:
-                data = await queue.get()
-                await ws.send_frame(data, WSMsgType.TEXT)
-        except (ConnectionError, RuntimeError):
-            pass  # the peer went away; the reader sees it and cleans up
-
-    def send_now(self, data: bytes) -> None:
-        """Queue a frame to this socket alone (errors, its own notices)."""
-        self.push(data)
+    def send_now(self, payload: bytes) -> None:
+        """A frame to this socket alone (errors, its own notices)."""
+        if self._held is not None:
+            self.hold((payload,))
+        else:
+            self.write(wire_text(payload))
 
     def close_soon(self, code: int, reason: str) -> None:
         """Close from synchronous code (a broadcast); never blocks the caller."""
@@ -94,9 +139,7 @@ class Connection:
 
     async def close(self, code: int, reason: str, timeout: float = 2.0) -> None:
         self.closing = True
-        if self._sender is not None:
-            self._sender.cancel()
-        transport = self.ws._req.transport if self.ws._req else None
+        transport = self.transport
         try:
             # drain=False: the peer's close reply shows it read everything. And a
             # sender cancelled in aiohttp's drain cancels the drain waiter every
@@ -112,9 +155,6 @@ class Connection:
             # A peer that does not read cannot take a close frame either.
             drop_connection(transport)
 
-    async def finish(self) -> None:
-        await cancel_and_wait(self._sender)
-
 
 def drop_connection(transport: asyncio.Transport | None) -> None:
     """Reset a connection now, unsent data and all: RST rather than FIN, so the
@@ -129,15 +169,22 @@ def drop_connection(transport: asyncio.Transport | None) -> None:
 
 
 class Hub:
-    """Local sockets by room and by user."""
+    """Local sockets by room, and the fan-out of each room's frames to them."""
 
-    def __init__(self) -> None:
-        self._rooms: dict[str, set[Connection]] = defaultdict(set)
+    def __init__(self, on_slow: Callable[[], None] | None = None) -> None:
+        self._rooms: dict[str, dict[Connection, None]] = {}
+        # Payloads per room waiting for this loop iteration's flush.
+        self._pending: dict[str, list[bytes]] = {}
+        self._flush_scheduled = False
+        self._on_slow = on_slow
 
     def add(self, conn: Connection) -> bool:
         """Register a socket; True if it is the first of its room on this worker."""
-        members = self._rooms[conn.room]
-        members.add(conn)
+        members = self._rooms.get(conn.room)
+        if members is None:
+            members = self._rooms[conn.room] = {}
+        members[conn] = None
+        conn.on_slow = self._on_slow
         return len(members) == 1
 
     def remove(self, conn: Connection) -> bool:
@@ -145,20 +192,64 @@ class Hub:
         members = self._rooms.get(conn.room)
         if members is None:
             return False
-        members.discard(conn)
+        members.pop(conn, None)
         if not members:
             del self._rooms[conn.room]
+            self._pending.pop(conn.room, None)
             return True
         return False
 
-    def broadcast(self, room: str, data: bytes) -> None:
-        for conn in tuple(self._rooms.get(room, ())):
-            conn.push(data)
+    def start(self, conn: Connection, history: bytes, last_id: int) -> None:
+        """Send a newcomer its history, then every live frame history did not cover.
+
+        The room's pending frames are flushed first, so each of them either is
+        held by the newcomer (and filtered by id) or reached it already.
+        """
+        self._flush_room(conn.room)
+        conn.start(history, last_id)
+
+    def broadcast(self, room: str, payload: bytes) -> int:
+        """Queue a payload for every local socket of `room`; return how many get it."""
+        members = self._rooms.get(room)
+        if not members:
+            return 0
+        batch = self._pending.get(room)
+        if batch is None:
+            self._pending[room] = [payload]
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self.flush)
+        else:
+            batch.append(payload)
+        return len(members)
+
+    def flush(self) -> None:
+        """Write what this loop iteration brought: one write per socket per room."""
+        self._flush_scheduled = False
+        pending, self._pending = self._pending, {}
+        for room, payloads in pending.items():
+            self._write_room(room, payloads)
+
+    def _flush_room(self, room: str) -> None:
+        payloads = self._pending.pop(room, None)
+        if payloads:
+            self._write_room(room, payloads)
+
+    def _write_room(self, room: str, payloads: list[bytes]) -> None:
+        members = self._rooms.get(room)
+        if not members:
+            return
+        wire = b"".join([wire_text(p) for p in payloads])
+        for conn in tuple(members):
+            if conn._held is None:
+                conn.write(wire)
+            else:
+                conn.hold(payloads)
 
     def rooms(self) -> list[str]:
         return list(self._rooms)
 
-    def connections(self, room: str | None = None) -> Iterable[Connection]:
+    def connections(self, room: str | None = None) -> tuple[Connection, ...]:
         if room is not None:
             return tuple(self._rooms.get(room, ()))
         return tuple(c for members in self._rooms.values() for c in members)

@@ -31,6 +31,26 @@ REFRESH_EVERY = 5.0  # seconds between refreshes (and sweeps of expired records)
 
 Publish = Callable[[str, list[str]], Awaitable[None]]
 
+# KEYS: members zset of each room; ARGV: expiry, now, then per room its count of
+# members to refresh followed by those members. Returns, per room, how many
+# expired records were swept. One round trip: as 500 commands in a pipeline the
+# refresh of 50 rooms x 10 people held the event loop ~9 ms every 5 s (W3 p99).
+_REFRESH = """
+local expiry, now = ARGV[1], ARGV[2]
+local i = 3
+local swept = {}
+for k = 1, #KEYS do
+  local n = tonumber(ARGV[i])
+  i = i + 1
+  for _ = 1, n do
+    redis.call('ZADD', KEYS[k], expiry, ARGV[i])
+    i = i + 1
+  end
+  swept[k] = redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', now)
+end
+return swept
+"""
+
 
 def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -56,6 +76,7 @@ class Presence:
         self._ttl = record_ttl
         self._refresh_every = refresh_every
         self._local: Counter[tuple[str, str]] = Counter()  # (room, user) -> sockets
+        self._refresh_script = redis.register_script(_REFRESH)
         self._task: asyncio.Task | None = None
 
     def _member(self, username: str) -> str:
@@ -147,14 +168,19 @@ class Presence:
     async def refresh(self) -> None:
         """Push our records' expiry forward; sweep expired records of every local room."""
         now = time.time()
-        pipe = self._redis.pipeline(transaction=False)
-        rooms = sorted({room for room, _ in self._local})
+        by_room: dict[str, list[str]] = {}
         for room, username in self._local:
-            pipe.zadd(Keys.room_members(room), {self._member(username): now + self._ttl})
+            by_room.setdefault(room, []).append(self._member(username))
+        if not by_room:
+            return
+        rooms = sorted(by_room)
+        args: list[str | float] = [now + self._ttl, now]
         for room in rooms:
-            pipe.zremrangebyscore(Keys.room_members(room), "-inf", now)
-        results = await pipe.execute()
-        removed = results[len(self._local) :]
+            args.append(len(by_room[room]))
+            args.extend(by_room[room])
+        removed = await self._refresh_script(
+            keys=[Keys.room_members(room) for room in rooms], args=args
+        )
         for room, count in zip(rooms, removed, strict=True):
             if count:
                 log.info("room %s: %d presence record(s) of a vanished worker expired", room, count)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
@@ -54,20 +55,50 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
         log.warning("refused socket from origin %r", request.headers.get("Origin"))
         raise web.HTTPForbidden(text="Origin not allowed.")
     after = _parse_after(request)
-    user = request[user_key]
+    username = request[user_key].username  # settled by middlewares.socket_gate
     chat = request.app[chat_key]
     limits = chat.limits
+    # No permessage-deflate: the hub writes one pre-framed copy of each message to
+    # every socket, which a per-socket compressor would forbid (and chat frames
+    # are small; a zlib context costs far more memory than a socket).
     ws = web.WebSocketResponse(
-        heartbeat=limits.heartbeat, max_msg_size=limits.max_frame_bytes, autoping=True
+        # Jittered: sockets that (re)connect together (a deploy, a bench) must not
+        # all ping in the same instant ever after; W3 showed that storm as its p99.
+        heartbeat=limits.heartbeat * random.uniform(0.8, 1.2),  # noqa: S311 (not a secret)
+        max_msg_size=limits.max_frame_bytes,
+        autoping=True,
+        compress=False,
     )
     await ws.prepare(request)
-    conn = Connection(ws, user.username, room, limits.send_queue_size)
+    transport = request.transport
+    if transport is None:  # the peer left during the handshake
+        return ws
+    conn = Connection(
+        ws,
+        transport,
+        username,
+        room,
+        max_buffer=limits.send_buffer_bytes,
+        max_held=limits.send_queue_size,
+    )
+    max_length = limits.max_message_length
     try:
         await chat.join(conn, after)
-        await _read_loop(chat, conn, ws, limits.max_message_length)
+        # The read loop is inline (not a helper coroutine): every frame on a
+        # socket's stack is held for as long as the socket is open.
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                await _on_text(chat, conn, msg.data, max_length)
+            elif msg.type == WSMsgType.BINARY:
+                chat.send_error(
+                    conn, "bad_frame", "Binary frames are not accepted; send JSON text."
+                )
+            elif msg.type == WSMsgType.ERROR:
+                log.info("socket of %s in %s: %s", conn.username, room, ws.exception())
+                break
     except (Unavailable, RedisError, OSError, TimeoutError) as exc:
         # After the upgrade there is no HTTP answer to give: log, close, leave.
-        log.warning("socket of %s in %s ended: store unavailable (%s)", user.username, room, exc)
+        log.warning("socket of %s in %s ended: store unavailable (%s)", username, room, exc)
     finally:
         # Shielded: a cancelled handler (peer gone, handler_cancellation) must
         # still leave the room, or presence would show a ghost until expiry.
@@ -113,35 +144,25 @@ async def _leave(chat, conn: Connection) -> None:
         log.warning("leave of %s in %s not recorded: %s", conn.username, conn.room, exc)
 
 
-async def _read_loop(chat, conn: Connection, ws: web.WebSocketResponse, max_length: int) -> None:
-    async for msg in ws:
-        if msg.type == WSMsgType.TEXT:
-            try:
-                outgoing = parse_client_frame(msg.data, max_length)
-            except FrameError as error:
-                chat.send_error(conn, error.code, error.detail)
-                continue
-            try:
-                await chat.send(conn, outgoing.text, outgoing.client_id)
-            except RateLimited:
-                chat.send_error(
-                    conn,
-                    "rate_limited",
-                    "Too many messages; slow down. Not sent.",
-                    outgoing.client_id,
-                )
-            except Unavailable as exc:
-                chat.send_error(
-                    conn,
-                    "unavailable",
-                    "Redis did not answer in time: the message may still be stored, "
-                    "and then it will show up."
-                    if exc.maybe_stored
-                    else "The message was not stored (Redis unavailable).",
-                    outgoing.client_id,
-                )
-        elif msg.type == WSMsgType.BINARY:
-            chat.send_error(conn, "bad_frame", "Binary frames are not accepted; send JSON text.")
-        elif msg.type == WSMsgType.ERROR:
-            log.info("socket of %s in %s: %s", conn.username, conn.room, ws.exception())
-            break
+async def _on_text(chat, conn: Connection, data: str, max_length: int) -> None:
+    try:
+        outgoing = parse_client_frame(data, max_length)
+    except FrameError as error:
+        chat.send_error(conn, error.code, error.detail)
+        return
+    try:
+        await chat.send(conn, outgoing.text, outgoing.client_id)
+    except RateLimited:
+        chat.send_error(
+            conn, "rate_limited", "Too many messages; slow down. Not sent.", outgoing.client_id
+        )
+    except Unavailable as exc:
+        chat.send_error(
+            conn,
+            "unavailable",
+            "Redis did not answer in time: the message may still be stored, "
+            "and then it will show up."
+            if exc.maybe_stored
+            else "The message was not stored (Redis unavailable).",
+            outgoing.client_id,
+        )

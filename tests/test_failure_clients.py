@@ -20,7 +20,6 @@ from .support import ROOT, AppProcess, RawSocket
 
 pytestmark = [pytest.mark.failure, pytest.mark.multiprocess]
 
-QUEUE = 64
 HISTORY = 20
 HEARTBEAT = 4.0
 ENV = {
@@ -30,8 +29,7 @@ ENV = {
     "CHATAPP_CHAT_MAX_MESSAGE_LENGTH": "30000",
     # Pings every 4 s (default 20) so the frozen clients are closed within seconds.
     "CHATAPP_CHAT_HEARTBEAT_SECONDS": str(HEARTBEAT),
-    # At most 64 frames queued per socket (default 512).
-    "CHATAPP_CHAT_SEND_QUEUE_SIZE": str(QUEUE),
+    # chat.send_buffer_bytes stays at its default (1 MiB unsent per socket).
     # A newcomer's history frame holds 20 of them (600 kB), not 1000 (30 MB).
     "CHATAPP_CHAT_HISTORY_LIMIT": str(HISTORY),
 }
@@ -91,9 +89,9 @@ async def test_slow_and_stuck_clients_do_not_slow_the_others(redis_url, figure):
     there stays within 2x of the runs without them (4 s before they come, 4 s after they
     are gone, measured the same way); the server's memory (VmRSS) stays bounded: it grows
     by far less than what the stuck clients were sent; the server closes all three
-    (heartbeat timeout or queue overflow with 1013) and lets go of their connections.
-    chat.heartbeat_seconds is lowered to 4 s (default 20) and chat.send_queue_size to 64
-    (default 512) so this happens within seconds.
+    (heartbeat timeout, or 1013 once more than chat.send_buffer_bytes are unsent) and
+    lets go of their connections. chat.heartbeat_seconds is lowered to 4 s (default 20)
+    so this happens within seconds.
     """
     app = AppProcess(redis_url, **ENV)
     frozen: subprocess.Popen | None = None
@@ -193,7 +191,7 @@ async def test_slow_and_stuck_clients_do_not_slow_the_others(redis_url, figure):
             name: " + ".join(
                 why
                 for pattern, why in (
-                    (f"closing slow socket of {name} ", "queue overflow"),
+                    (f"closing slow socket of {name} ", "send buffer overflow"),
                     (f"socket of {name} in lobby: No PONG", "heartbeat timeout"),
                     (f"dropped the connection of {name} ", "reset"),
                 )

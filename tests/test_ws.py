@@ -131,6 +131,15 @@ async def test_handshake_without_session_is_forbidden(base):
         assert error.value.status == 403
 
 
+async def test_handshake_of_a_disabled_user_is_forbidden(base, redis_server):
+    async with Person(base, "ann") as ann:
+        await (await ann.join("lobby")).frame()  # the cookie works ...
+        redis_server.client().hset("chatapp:user:ann", "disabled", "1")
+        with pytest.raises(aiohttp.WSServerHandshakeError) as error:
+            await ann.join("lobby")  # ... until the user is disabled
+        assert error.value.status == 403
+
+
 @pytest.mark.parametrize("origin", ["http://evil.example", "null", "http://127.0.0.1:1", None])
 async def test_handshake_from_foreign_or_missing_origin_is_forbidden(base, origin):
     headers = {"Origin": origin} if origin else {}
@@ -346,8 +355,8 @@ async def test_empty_room_ttl_zero_deletes_the_room(start_server, redis_server):
 
 
 async def test_reader_that_stops_reading_does_not_delay_others(start_server):
-    """A socket that never reads is closed when its queue is full; others stay fast."""
-    base = await start_server(chat={"send_queue_size": 256})
+    """A socket that never reads is closed once too much is unsent; others stay fast."""
+    base = await start_server(chat={"send_buffer_bytes": 256 * 1024})
     async with Person(base, "ann") as ann, Person(base, "ben") as ben:
         a, b = await ann.join("lobby"), await ben.join("lobby")
         stuck = await RawSocket.open(base, "/ws/chat/lobby/", ben.http)
