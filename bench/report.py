@@ -265,6 +265,8 @@ def _w5(run):
     return [
         ("W5", "lost for connected sockets", "0", _fmt(app.get("lost")), app.get("lost") == 0, ""),
         ("W5", "errors", "0", _fmt(errors), errors == 0, ""),
+        # Not in the list, but a message twice on one socket is as wrong as a gap.
+        ("W5", "duplicates", "0", _fmt(app.get("duplicates")), app.get("duplicates") == 0, ""),
     ]
 
 

@@ -120,6 +120,8 @@ class ChatService:
     def _reset(self, room: str, messages: list[bytes]) -> None:
         """The room's history was lost and its ids start over: a fresh history frame,
         `truncated`, tells clients to start over from it (as after a long absence)."""
+        for conn in self.hub.connections(room):
+            conn.forget_floor()
         self.hub.broadcast(room, frames.history_frame(messages, truncated=True))
 
     async def _publish_presence(self, room: str, users: list[str]) -> None:

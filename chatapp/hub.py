@@ -48,6 +48,7 @@ class Connection:
     """One socket: its user, its room, and what it is owed before its history goes out."""
 
     __slots__ = (
+        "_floor",
         "_held",
         "_max_buffer",
         "_max_held",
@@ -77,6 +78,10 @@ class Connection:
         self._max_held = max_held
         # Payloads that arrive before the history frame went out (see `start`).
         self._held: list[bytes] | None = []
+        # The newest id in that history frame, until a live message passes it: a
+        # message stored just before the history read can still be on its way
+        # from the subscriber, and must not reach this socket twice.
+        self._floor = 0
         self.closing = False
         self.on_slow: Callable[[], None] | None = None  # set by the hub
 
@@ -116,12 +121,36 @@ class Connection:
     def start(self, history: bytes, last_id: int) -> None:
         """Send the history frame first, then the held payloads it does not cover."""
         held, self._held = self._held or [], None
-        out = [wire_text(history)]
-        for payload in held:
+        self._floor = last_id
+        self.write(wire_text(history) + self._past_floor(held))
+
+    @property
+    def at_seam(self) -> bool:
+        """True until the first live message newer than the history frame went out."""
+        return self._floor > 0
+
+    def write_past_floor(self, payloads: list[bytes]) -> None:
+        """Write the payloads the history frame did not already carry."""
+        wire = self._past_floor(payloads)
+        if wire:
+            self.write(wire)
+
+    def _past_floor(self, payloads: Iterable[bytes]) -> bytes:
+        out = []
+        for payload in payloads:
             message_id = frames.message_id(payload)
-            if message_id is None or message_id > last_id:
+            if message_id is None:
                 out.append(wire_text(payload))
-        self.write(b"".join(out))
+            elif message_id > self._floor:
+                out.append(wire_text(payload))
+                # Ids reach a worker in publish order (one Lua script stores and
+                # publishes), so nothing older follows: back to the shared path.
+                self._floor = 0
+        return b"".join(out)
+
+    def forget_floor(self) -> None:
+        """The room's ids started over (Redis lost its data): stop filtering by them."""
+        self._floor = 0
 
     def send_now(self, payload: bytes) -> None:
         """A frame to this socket alone (errors, its own notices)."""
@@ -239,12 +268,16 @@ class Hub:
         members = self._rooms.get(room)
         if not members:
             return
-        wire = b"".join([wire_text(p) for p in payloads])
+        wire = None
         for conn in tuple(members):
-            if conn._held is None:
-                conn.write(wire)
-            else:
+            if conn._held is not None:
                 conn.hold(payloads)
+            elif conn.at_seam:
+                conn.write_past_floor(payloads)
+            else:
+                if wire is None:  # framed once, shared by every socket
+                    wire = b"".join([wire_text(p) for p in payloads])
+                conn.write(wire)
 
     def rooms(self) -> list[str]:
         return list(self._rooms)

@@ -119,6 +119,32 @@ async def test_newcomer_gets_history_then_only_what_history_missed():
     assert [f["id"] for f in frames[1:]] == [2, 3]
 
 
+async def test_message_in_history_and_still_on_its_way_reaches_a_newcomer_once():
+    """Stored just before the history read, published to this worker just after it."""
+    hub = Hub()
+    old_timer = joined(hub)
+    newcomer = Connection(FakeSocket(), FakeTransport(), "ben", "lobby", max_buffer=1 << 20,
+                          max_held=100)  # fmt: skip
+    hub.add(newcomer)
+    history = b'{"type":"history","messages":[' + message(1) + b"," + message(2) + b"]}"
+    hub.start(newcomer, history, 2)
+    hub.broadcast("lobby", message(2))  # arrives from the subscriber after the read
+    hub.broadcast("lobby", b'{"type":"presence","users":["ann","ben"],"count":2}')
+    hub.broadcast("lobby", message(3))
+    await asyncio.sleep(0)
+    hub.broadcast("lobby", message(4))
+    await asyncio.sleep(0)
+    frames = [f for w in newcomer.transport.writes for f in payloads(w)]
+    assert [f.get("id", f["type"]) for f in frames] == ["history", "presence", 3, 4]
+    assert not newcomer.at_seam  # past the seam: back on the shared, pre-framed path
+    assert [f.get("id") for w in old_timer.transport.writes for f in payloads(w)] == [
+        2,
+        None,
+        3,
+        4,
+    ]
+
+
 async def test_slow_socket_is_closed_and_the_others_still_get_the_frame():
     slow_count = []
     hub = Hub(on_slow=lambda: slow_count.append(1))
