@@ -13,7 +13,7 @@ import secrets
 import time
 
 import redis.asyncio as aioredis
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp_session import Session, get_session, new_session
 from aiohttp_session.redis_storage import RedisStorage
 
@@ -52,7 +52,9 @@ class SignedRedisStorage(RedisStorage):
         return mac[:_SIG_LENGTH]
 
     def load_cookie(self, request: web.Request) -> str | None:
-        value = request.cookies.get(self.cookie_name)
+        # Read from the header, not `request.cookies`: that parse is cached on
+        # the request, and a socket's request lives as long as the socket.
+        value = cookie_value(request.headers.get(hdrs.COOKIE, ""), self.cookie_name)
         if not value:
             return None
         session_id, _, sig = value.rpartition(".")
@@ -82,6 +84,16 @@ class SignedRedisStorage(RedisStorage):
             self.save_cookie(response, "", max_age=session.max_age)
             return
         await super().save_session(request, response, session)
+
+
+def cookie_value(header: str, name: str) -> str | None:
+    """`name`'s value in a Cookie header; the last one if repeated, as `request.cookies` has it."""
+    found = None
+    for pair in header.split(";"):
+        key, sep, value = pair.partition("=")
+        if sep and key.strip() == name:
+            found = value.strip()
+    return found
 
 
 def _storage(request: web.Request) -> SignedRedisStorage:

@@ -1,7 +1,8 @@
 """The socket handler `/ws/chat/{room}/`: handshake checks, read loop, frames in and out.
 
-This handler is the only reader of its socket. Who the user is was settled
-before the upgrade (session by the auth middleware, Origin here).
+This handler is the only reader of its socket. Who the user is is settled
+here before the upgrade (session cookie and Origin); the page middlewares
+are skipped (`middlewares.socket_gate`).
 """
 
 from __future__ import annotations
@@ -10,15 +11,16 @@ import asyncio
 import contextlib
 import logging
 import random
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMsgType, hdrs, web
 from redis.exceptions import RedisError
 
 from .broker import RateLimited, Unavailable
 from .frames import FrameError, parse_client_frame
 from .hub import Connection, drop_connection
-from .keys import chat_key, config_key, user_key
+from .keys import chat_key, config_key
+from .middlewares import SOCKET_ROUTE, socket_username
 from .rooms import ROOM_RE
 
 log = logging.getLogger(__name__)
@@ -33,11 +35,15 @@ def origin_allowed(request: web.Request, allowed: list[str]) -> bool:
     if allowed:
         return origin.rstrip("/") in {o.rstrip("/") for o in allowed}
     parts = urlsplit(origin)
-    return parts.scheme in ("http", "https") and parts.netloc.lower() == request.host.lower()
+    # The Host header, not `request.host`: that is cached on the request (see
+    # `middlewares.socket_gate`). A handshake without Host matches nothing.
+    host = request.headers.get(hdrs.HOST, "")
+    return parts.scheme in ("http", "https") and bool(host) and parts.netloc.lower() == host.lower()
 
 
 def _parse_after(request: web.Request) -> int | None:
-    raw = request.query.get("after")
+    # From the URL, not `request.query`, which is cached on the request.
+    raw = parse_qs(request.rel_url.raw_query_string).get("after", [None])[0]
     if raw is None or raw == "":
         return None
     if not raw.isdigit() or len(raw) > 18:
@@ -45,7 +51,7 @@ def _parse_after(request: web.Request) -> int | None:
     return int(raw)
 
 
-@routes.get("/ws/chat/{room}/")
+@routes.get("/ws/chat/{room}/", name=SOCKET_ROUTE)
 async def chat_socket(request: web.Request) -> web.WebSocketResponse:
     room = request.match_info["room"]
     if not ROOM_RE.fullmatch(room):
@@ -55,7 +61,14 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
         log.warning("refused socket from origin %r", request.headers.get("Origin"))
         raise web.HTTPForbidden(text="Origin not allowed.")
     after = _parse_after(request)
-    username = request[user_key].username  # settled by middlewares.socket_gate
+    try:
+        username = await socket_username(request)
+    except RedisError as exc:
+        # An outage, not a bug: one line, and a status that says "come back".
+        log.warning("refused socket to %s: Redis unavailable (%s)", room, exc)
+        raise web.HTTPServiceUnavailable(text="Store unavailable; try again.") from None
+    if username is None:
+        raise web.HTTPForbidden(text="Log in first.")
     chat = request.app[chat_key]
     limits = chat.limits
     # No permessage-deflate: the hub writes one pre-framed copy of each message to

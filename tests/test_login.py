@@ -177,3 +177,14 @@ async def test_bcrypt_runs_off_the_event_loop(app_factory, redis_url):
     assert response.status == 302
     assert elapsed > 0.25, "cost 13 should be slow enough to show a blocked loop"
     assert max(gaps) < elapsed / 2, f"the loop stalled {max(gaps):.2f}s of {elapsed:.2f}s"
+
+
+def test_session_cookie_is_read_from_among_other_cookies():
+    from chatapp.sessions import cookie_value
+
+    header = "theme=dark; xsession=1;session=abc.def ; other=1=2"
+    assert cookie_value(header, "session") == "abc.def"
+    assert cookie_value(header, "other") == "1=2"
+    assert cookie_value(header, "missing") is None
+    assert cookie_value("", "session") is None
+    assert cookie_value("session=old; session=new", "session") == "new"

@@ -11,7 +11,7 @@ from chatapp.app import create_app
 
 from .chat_client import Person, connect
 from .conftest import make_config
-from .support import RawSocket
+from .support import RawSocket, RedisServer
 
 
 @pytest.fixture
@@ -138,6 +138,25 @@ async def test_handshake_of_a_disabled_user_is_forbidden(base, redis_server):
         with pytest.raises(aiohttp.WSServerHandshakeError) as error:
             await ann.join("lobby")  # ... until the user is disabled
         assert error.value.status == 403
+
+
+async def test_handshake_while_redis_is_down_is_503_with_one_log_line(aiohttp_server, caplog):
+    """The session cannot be read: "come back later", not a 500 and a traceback."""
+    server = RedisServer().start()
+    try:
+        app = await aiohttp_server(create_app(make_config(server.url)))
+        base = str(app.make_url("")).rstrip("/")
+        async with Person(base, "ann") as ann:
+            await (await ann.join("lobby")).frame()
+            server.kill()
+            with pytest.raises(aiohttp.WSServerHandshakeError) as error:
+                await ann.join("lobby")
+            assert error.value.status == 503
+        refused = [r for r in caplog.records if "refused socket" in r.getMessage()]
+        assert refused and "Redis unavailable" in refused[0].getMessage()
+        assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    finally:
+        server.cleanup()
 
 
 @pytest.mark.parametrize("origin", ["http://evil.example", "null", "http://127.0.0.1:1", None])
