@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from . import frames
 from .broker import Broker
+from .heartbeat import Heartbeat
 from .hub import GOING_AWAY, POLICY, Connection, Hub
 from .metrics import Metrics
 from .presence import Presence
@@ -56,6 +57,7 @@ class ChatService:
         self.presence = Presence(
             store.raw, publish=self._publish_presence, empty_room_ttl=chat.empty_room_ttl
         )
+        self.heartbeat = Heartbeat(self.hub, chat.heartbeat_seconds)
         self._tasks: set[asyncio.Task] = set()
         metrics.counter("chatapp_messages_stored_total", "Messages stored by this worker")
         metrics.counter("chatapp_frames_delivered_total", "Frames queued to local sockets")
@@ -71,9 +73,11 @@ class ChatService:
     async def start(self) -> None:
         await self.broker.start()
         self.presence.start()
+        self.heartbeat.start()
 
     async def stop(self) -> None:
         """Close every socket with 1001, withdraw presence, stop listening."""
+        await self.heartbeat.stop()
         await self.close_all(GOING_AWAY, "server shutting down")
         await self.presence.stop()
         await self.broker.stop()

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import socket
 import struct
+import time
 from collections.abc import Callable, Iterable
 
 from aiohttp import WSCloseCode, web
@@ -54,6 +55,8 @@ class Connection:
         "_max_held",
         "closing",
         "on_slow",
+        "ping_due",
+        "pong_due",
         "room",
         "transport",
         "username",
@@ -69,6 +72,7 @@ class Connection:
         *,
         max_buffer: int,
         max_held: int,
+        ping_after: float = 20.0,
     ) -> None:
         self.ws = ws
         self.transport = transport
@@ -84,6 +88,15 @@ class Connection:
         self._floor = 0
         self.closing = False
         self.on_slow: Callable[[], None] | None = None  # set by the hub
+        # Heartbeat (see heartbeat.py): when a silent peer is pinged, and by when
+        # a pinged one must have answered.
+        self.ping_due = time.monotonic() + ping_after
+        self.pong_due: float | None = None
+
+    def heard(self, ping_after: float) -> None:
+        """The peer sent a frame: it is alive; the next ping waits for more silence."""
+        self.pong_due = None
+        self.ping_due = time.monotonic() + ping_after
 
     @property
     def ready(self) -> bool:

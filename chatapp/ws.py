@@ -74,14 +74,9 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
     # No permessage-deflate: the hub writes one pre-framed copy of each message to
     # every socket, which a per-socket compressor would forbid (and chat frames
     # are small; a zlib context costs far more memory than a socket).
-    ws = web.WebSocketResponse(
-        # Jittered: sockets that (re)connect together (a deploy, a bench) must not
-        # all ping in the same instant ever after; W3 showed that storm as its p99.
-        heartbeat=limits.heartbeat * random.uniform(0.8, 1.2),  # noqa: S311 (not a secret)
-        max_msg_size=limits.max_frame_bytes,
-        autoping=True,
-        compress=False,
-    )
+    # No aiohttp heartbeat and no autoping: the worker's one heartbeat pings
+    # silent sockets (heartbeat.py), and this loop answers pings and notes pongs.
+    ws = web.WebSocketResponse(max_msg_size=limits.max_frame_bytes, autoping=False, compress=False)
     await ws.prepare(request)
     transport = request.transport
     if transport is None:  # the peer left during the handshake
@@ -93,19 +88,26 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
         room,
         max_buffer=limits.send_buffer_bytes,
         max_held=limits.send_queue_size,
+        # Jittered: sockets that (re)connect together (a deploy, a bench) should
+        # not all be pinged in the same heartbeat ever after.
+        ping_after=limits.heartbeat * random.uniform(0.8, 1.2),  # noqa: S311 (not a secret)
     )
+    ping_after = limits.heartbeat
     max_length = limits.max_message_length
     try:
         await chat.join(conn, after)
         # The read loop is inline (not a helper coroutine): every frame on a
         # socket's stack is held for as long as the socket is open.
         async for msg in ws:
+            conn.heard(ping_after)
             if msg.type == WSMsgType.TEXT:
                 await _on_text(chat, conn, msg.data, max_length)
             elif msg.type == WSMsgType.BINARY:
                 chat.send_error(
                     conn, "bad_frame", "Binary frames are not accepted; send JSON text."
                 )
+            elif msg.type == WSMsgType.PING:
+                await ws.pong(msg.data)
             elif msg.type == WSMsgType.ERROR:
                 log.info("socket of %s in %s: %s", conn.username, room, ws.exception())
                 break
