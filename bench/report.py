@@ -159,6 +159,12 @@ def idle_table(run: dict) -> list[str]:
                 step["marginal_kb_per_socket"],
             ]
             rows.append(f"| {kind} | " + " | ".join(_fmt(c) for c in cells) + " |")
+        pinged = res.get("after_heartbeat")
+        if pinged:
+            rows.append(
+                f"| {kind} | same, {_fmt(pinged['after_s'])} s later (every socket pinged) "
+                f"| | | | {_fmt(pinged['server_rss_mb'])} | {_fmt(pinged['kb_per_socket'])} | |"
+            )
     return rows
 
 
@@ -379,6 +385,8 @@ def notes(run: dict) -> str:
     w1, w1b = _pair(run, "W1")
     w3, w3b = _pair(run, "W3")
     w4, w4b = _pair(run, "W4")
+    pinged = _kb(_get(w4, "after_heartbeat", "kb_per_socket"))
+    pinged_b = _kb(_get(w4b, "after_heartbeat", "kb_per_socket"))
     return f"""\
 Reading the targets:
 
@@ -405,16 +413,24 @@ Reading the targets:
   to sockets and 18 % in aiohttp; with one Redis round trip per message already, what
   would cut it further is a cheaper Redis client path than redis-py's per command.
 - **W4**: chatapp {_kb(w4.get("kb_per_socket"))} per idle socket against the baseline's
-  {_kb(w4b.get("kb_per_socket"))}. Both hold aiohttp's request, protocol, parser and
-  WebSocket reader and writer per socket; `tracemalloc` on 1,000 idle sockets (Python
-  heap, chatapp minus baseline) shows what chatapp adds: the socket gate's and aiohttp's
-  middleware frames (~0.6 KB), the request's state and parsed session cookie (~0.5 KB),
-  the user record, presence and `Connection` (~0.45 KB); the rest of the RSS difference
-  is allocator fragmentation from the heavier join path (session, history and presence
-  in Redis). Already removed on the way (from 26.5 KB): the per-socket sender task and
-  queue, four middleware frames, the session held for the socket's life, and the
-  security headers kept on the 101 response. Under 16 KB would need a socket path
-  outside aiohttp's request and middleware machinery."""
+  {_kb(w4b.get("kb_per_socket"))}, read 3 s after the last join. Idle sockets live for hours, so
+  the table below also reads RSS once every socket has been pinged: then chatapp
+  {pinged} and the baseline {pinged_b}. Both hold aiohttp's request, protocol,
+  parser and WebSocket reader and writer per socket. `tracemalloc` on 2,000 → 6,000 idle
+  sockets (chatapp minus baseline) showed what chatapp added, and two changes took it
+  from 17.96 to 15.86 KB at 10,000 sockets (consecutive runs, figures in the commit
+  messages): the socket's request keeps nothing of the handshake (no session, user record
+  or parsed cookies, no middleware frame: the socket gate is a plain function, and no
+  request-cache entry past aiohttp's own five, whose dict would grow), 17.96 → 16.69 KB;
+  and one heartbeat task per worker instead of aiohttp's per socket, 16.69 → 15.86 KB.
+  aiohttp's keeps two timer handles per socket, and its first ping sets an attribute that
+  on CPython 3.11 pushes the `WebSocketResponse`'s attribute dict off the class's shared
+  keys: a 1,584-byte dict per socket from then on, which is the baseline's growth after
+  its heartbeat. What chatapp still adds: aiohttp's `_fix_request_current_app` frame
+  (every app with middlewares, ~0.3 KB), presence records and the `Connection` (~0.3
+  KB), an access logger per connection (0.1 KB). Removed earlier (from 26.5 KB): the
+  per-socket sender task and queue, four middleware frames, and the security headers
+  kept on the 101 response."""
 
 
 HOT_PATH = """\
@@ -448,8 +464,9 @@ per socket. Now:
   checked before each write, so it never delays the others;
 - no permessage-deflate for chat sockets (one copy of each frame serves every socket);
 - the presence refresh is one Lua call instead of a 550-command pipeline (it held the
-  loop ~9 ms every 5 s), heartbeats are jittered ±20 % so sockets that connected together
-  do not ping together, and start-up objects are frozen out of the garbage collector.
+  loop ~9 ms every 5 s), one heartbeat task per worker pings silent sockets (each
+  jittered ±20 % so sockets that connected together do not ping together), and start-up
+  objects are frozen out of the garbage collector.
 
 uvloop (`server.uvloop: true`, extra `uvloop`) was measured in one sitting: W1
 298,069 frames/s at 2.85 µs/frame with asyncio against 213,502 at 4.53 µs with

@@ -41,6 +41,10 @@ class IdleSpec:
     sockets_per_room: int = 50  # presence goes to the whole room on every join
     users: int = 50
     settle: float = 3.0
+    # Then one more reading once every socket has been pinged: idle sockets live
+    # for hours, and a server's heartbeat may cost memory from its first ping on
+    # (aiohttp's does; see docs/BENCHMARKS.md). Longer than both servers' interval.
+    after_heartbeat: float = 40.0
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,7 @@ WORKLOADS = {
     "W3": Workload("many rooms: 50 rooms x 20 sockets, 5/s per room", _W3,
                    replace(_W3, duration=QUICK_S)),
     "W4": Workload("idle memory: 2,000 then 10,000 idle sockets", _W4,
-                   replace(_W4, steps=(500, 2000), settle=1.0)),
+                   replace(_W4, steps=(500, 2000), settle=1.0, after_heartbeat=0.0)),
     "W5": Workload("churn: 20 chatting + 25 sockets joining/leaving", _W5,
                    replace(_W5, duration=QUICK_S)),
 }  # fmt: skip
@@ -117,6 +121,15 @@ async def run_idle(target: Target, spec: IdleSpec, probe: Probe | None = None) -
                 ),
             }
         )
+    pinged = None
+    if spec.after_heartbeat and probe and live:
+        await asyncio.sleep(spec.after_heartbeat)
+        rss = probe.rss_kb()
+        pinged = {
+            "after_s": spec.after_heartbeat,
+            "server_rss_mb": round(rss / 1024, 1),
+            "kb_per_socket": round((rss - rss0) / len(live), 2),
+        }
     peak = probe.hwm_kb() if probe else 0
     await close_many(live)
     return {
@@ -126,6 +139,7 @@ async def run_idle(target: Target, spec: IdleSpec, probe: Probe | None = None) -
         "server_rss_before_mb": round(rss0 / 1024, 1),
         "steps": steps,
         "kb_per_socket": steps[-1]["kb_per_socket"],
+        "after_heartbeat": pinged,
         "connect_ms": percentiles_ms(stats.connect_times),
         "errors": dict(stats.errors),
         "other_frames": dict(stats.other),
