@@ -1,9 +1,10 @@
 """One heartbeat for all of a worker's sockets, instead of aiohttp's one per socket.
 
-A socket silent for `interval` seconds gets a PING; one that then stays silent
-for `interval / 2` more is taken for gone and its connection dropped (its
-handler then leaves the room as for any disconnect). Any frame from the peer,
-a PONG or a message, counts as a sign of life.
+A socket silent for `interval` seconds (±20 %, see `quiet_limit`) gets a
+PING; one that then stays silent for `interval / 2` more is taken for gone and
+its connection dropped (its handler then leaves the room as for any
+disconnect). Any frame from the peer, a PONG or a message, counts as a sign
+of life.
 
 Why not `WebSocketResponse(heartbeat=...)`: it keeps two timer handles per
 socket, and on CPython 3.11 its first ping adds an attribute that pushes the
@@ -77,5 +78,14 @@ class Heartbeat:
                 )
                 conn.closing = True
                 drop_connection(conn.transport)
-        elif now >= conn.ping_due and conn.write(PING):
+        elif now - conn.heard_at >= self.quiet_limit(conn) and conn.write(PING):
             conn.pong_due = now + self.pong_timeout
+
+    def quiet_limit(self, conn: Connection) -> float:
+        """The silence after which `conn` is pinged: the interval, ±20 % per socket.
+
+        Fixed for a socket's life (from its hash, so it costs no state): sockets
+        that connected together, or answered one ping together, are still not
+        all pinged in the same walk.
+        """
+        return self.interval * (0.8 + 0.4 * (hash(conn) % 1024) / 1023)

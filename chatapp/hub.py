@@ -54,8 +54,8 @@ class Connection:
         "_max_buffer",
         "_max_held",
         "closing",
+        "heard_at",
         "on_slow",
-        "ping_due",
         "pong_due",
         "room",
         "transport",
@@ -72,7 +72,6 @@ class Connection:
         *,
         max_buffer: int,
         max_held: int,
-        ping_after: float = 20.0,
     ) -> None:
         self.ws = ws
         self.transport = transport
@@ -88,15 +87,15 @@ class Connection:
         self._floor = 0
         self.closing = False
         self.on_slow: Callable[[], None] | None = None  # set by the hub
-        # Heartbeat (see heartbeat.py): when a silent peer is pinged, and by when
-        # a pinged one must have answered.
-        self.ping_due = time.monotonic() + ping_after
+        # Heartbeat (see heartbeat.py): when the peer last sent a frame, and by
+        # when a pinged peer must have answered.
+        self.heard_at = time.monotonic()
         self.pong_due: float | None = None
 
-    def heard(self, ping_after: float) -> None:
-        """The peer sent a frame: it is alive; the next ping waits for more silence."""
+    def heard(self) -> None:
+        """The peer sent a frame: it is alive, and any ping it owed is answered."""
         self.pong_due = None
-        self.ping_due = time.monotonic() + ping_after
+        self.heard_at = time.monotonic()
 
     @property
     def ready(self) -> bool:

@@ -97,13 +97,8 @@ async def socket_username(request: web.Request) -> str | None:
     request holds is held for as long as the socket is open.
     """
     session = await request.app[SESSION_STORAGE].load_session(request)
-    name = session.get("user")
-    if not name:
-        return None
-    user = await request.app[accounts_key].get(name)
-    if user is None or user.disabled:
-        return None
-    return user.username
+    user = await _enabled_user(request, session.get("user"))
+    return None if user is None else user.username
 
 
 @web.middleware
@@ -137,16 +132,21 @@ def _needs_login(path: str) -> bool:
     return path.startswith(PROTECTED_PREFIXES)
 
 
+async def _enabled_user(request: web.Request, name: str | None):
+    """The account a session names, or None if it names none, or one gone or disabled."""
+    if not name:
+        return None
+    user = await request.app[accounts_key].get(name)
+    return None if user is None or user.disabled else user
+
+
 async def _session_user(request: web.Request):
     """The session's user, or None (ending a session whose user is gone or disabled)."""
     session = await get_session(request)
     name = session.get("user")
-    if not name:
-        return None
-    user = await request.app[accounts_key].get(name)
-    if user is None or user.disabled:
+    user = await _enabled_user(request, name)
+    if user is None and name:
         await end_session(request)
-        return None
     return user
 
 

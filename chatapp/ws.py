@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from urllib.parse import parse_qs, urlsplit
 
 from aiohttp import WSMsgType, hdrs, web
@@ -88,18 +87,14 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
         room,
         max_buffer=limits.send_buffer_bytes,
         max_held=limits.send_queue_size,
-        # Jittered: sockets that (re)connect together (a deploy, a bench) should
-        # not all be pinged in the same heartbeat ever after.
-        ping_after=limits.heartbeat * random.uniform(0.8, 1.2),  # noqa: S311 (not a secret)
     )
-    ping_after = limits.heartbeat
     max_length = limits.max_message_length
     try:
         await chat.join(conn, after)
         # The read loop is inline (not a helper coroutine): every frame on a
         # socket's stack is held for as long as the socket is open.
         async for msg in ws:
-            conn.heard(ping_after)
+            conn.heard()
             if msg.type == WSMsgType.TEXT:
                 await _on_text(chat, conn, msg.data, max_length)
             elif msg.type == WSMsgType.BINARY:

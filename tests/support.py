@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -239,6 +241,17 @@ def start_apps(*apps: AppProcess, timeout: float = 20) -> tuple[AppProcess, ...]
     for app in apps:
         app.wait_ready(timeout)
     return apps
+
+
+@contextlib.contextmanager
+def app_pair(redis_url: str, **env: str) -> Iterator[tuple[AppProcess, AppProcess]]:
+    """Two app processes on one Redis, started together, always both stopped."""
+    first, second = AppProcess(redis_url, **env), AppProcess(redis_url, **env)
+    try:
+        yield start_apps(first, second)
+    finally:
+        first.stop()
+        second.stop()
 
 
 class RawSocket:

@@ -18,7 +18,7 @@ from chatapp.store import Keys
 from chatapp.views import DISABLED
 
 from .conftest import make_config
-from .support import CSRF_RE, AppProcess, http_session
+from .support import CSRF_RE, app_pair, http_session
 
 PASSWORD = "Sturdy-Pass-42"
 USER_ACTIONS = ("disable", "enable", "grant", "revoke")
@@ -506,12 +506,8 @@ async def test_refused_action_is_not_audited(boss):
 @pytest.fixture(scope="module")
 def workers(redis_server):
     """Two app processes on the one private Redis (flushed per test by redis_url)."""
-    env = {"CHATAPP_CHAT_RATE_LIMIT_MESSAGES": "1000000"}
-    first = AppProcess(redis_server.url, **env).start()
-    second = AppProcess(redis_server.url, **env).start()
-    yield first, second
-    first.stop()
-    second.stop()
+    with app_pair(redis_server.url, CHATAPP_CHAT_RATE_LIMIT_MESSAGES="1000000") as processes:
+        yield processes
 
 
 @pytest.fixture

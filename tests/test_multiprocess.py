@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from .chat_client import Person, Socket
-from .support import AppProcess, GunicornProcess, socket_owner, wait_for
+from .support import AppProcess, GunicornProcess, app_pair, socket_owner, wait_for
 
 pytestmark = pytest.mark.multiprocess
 
@@ -20,11 +20,8 @@ FAST = {"CHATAPP_CHAT_RATE_LIMIT_MESSAGES": "1000000"}
 @pytest.fixture(scope="module")
 def processes(redis_server):
     """Two `python -m chatapp` processes on different ports, one private Redis."""
-    first = AppProcess(redis_server.url, **FAST).start()
-    second = AppProcess(redis_server.url, **FAST).start()
-    yield first, second
-    first.stop()
-    second.stop()
+    with app_pair(redis_server.url, **FAST) as processes:
+        yield processes
 
 
 @pytest.fixture
