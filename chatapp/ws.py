@@ -53,6 +53,15 @@ def _parse_after(request: web.Request) -> int | None:
 @routes.get("/ws/chat/{room}/", name=SOCKET_ROUTE)
 async def chat_socket(request: web.Request) -> web.WebSocketResponse:
     room = request.match_info["room"]
+    # Who asks comes first: anyone not logged in gets 403, whatever the room.
+    try:
+        username = await socket_username(request)
+    except RedisError as exc:
+        # An outage, not a bug: one line, and a status that says "come back".
+        log.warning("refused socket to %r: Redis unavailable (%s)", room, exc)
+        raise web.HTTPServiceUnavailable(text="Store unavailable; try again.") from None
+    if username is None:
+        raise web.HTTPForbidden(text="Log in first.")
     if not ROOM_RE.fullmatch(room):
         raise web.HTTPNotFound(text="No such room: room names are letters, digits and _.")
     config = request.app[config_key]
@@ -60,14 +69,6 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
         log.warning("refused socket from origin %r", request.headers.get("Origin"))
         raise web.HTTPForbidden(text="Origin not allowed.")
     after = _parse_after(request)
-    try:
-        username = await socket_username(request)
-    except RedisError as exc:
-        # An outage, not a bug: one line, and a status that says "come back".
-        log.warning("refused socket to %s: Redis unavailable (%s)", room, exc)
-        raise web.HTTPServiceUnavailable(text="Store unavailable; try again.") from None
-    if username is None:
-        raise web.HTTPForbidden(text="Log in first.")
     chat = request.app[chat_key]
     limits = chat.limits
     # No permessage-deflate: the hub writes one pre-framed copy of each message to

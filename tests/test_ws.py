@@ -124,10 +124,11 @@ async def test_bad_after_is_refused(base):
         assert error.value.status == 400
 
 
-async def test_handshake_without_session_is_forbidden(base):
+@pytest.mark.parametrize("room", ["lobby", "no-such!room"])
+async def test_handshake_without_session_is_forbidden(base, room):
     async with aiohttp.ClientSession() as http:
         with pytest.raises(aiohttp.WSServerHandshakeError) as error:
-            await http.ws_connect(base + "/ws/chat/lobby/", headers={"Origin": base})
+            await http.ws_connect(f"{base}/ws/chat/{room}/", headers={"Origin": base})
         assert error.value.status == 403
 
 
