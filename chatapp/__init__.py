@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 
 def create_app(*args, **kwargs):
     """The aiohttp application (gunicorn: `chatapp:create_app()`)."""
-    from .app import create_app as _create_app
+    from chatapp.app import create_app as _create_app
 
     return _create_app(*args, **kwargs)
 

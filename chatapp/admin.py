@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from .accounts import Accounts, User
-from .audit import AuditLog
-from .rooms import ROOM_RE
-from .sessions import end_all_sessions
-from .store import Keys
+from chatapp.accounts.audit import AuditLog
+from chatapp.accounts.sessions import end_all_sessions
+from chatapp.accounts.users import Accounts, User
+from chatapp.names import ROOM_RE
+from chatapp.store.keys import Keys
 
 log = logging.getLogger(__name__)
 

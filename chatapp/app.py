@@ -14,13 +14,11 @@ import jinja2
 from aiohttp import web
 from aiohttp_session import session_middleware
 
-from . import admin_views, chat_views, health, middlewares, views, ws
-from .accounts import Accounts
-from .admin import AdminActions
-from .chat import ChatService
-from .config import ENV_CONFIG_PATH, Config, ConfigError, load_config
-from .hub import GOING_AWAY
-from .keys import (
+from chatapp.accounts.sessions import SignedRedisStorage
+from chatapp.accounts.throttle import LoginThrottle
+from chatapp.accounts.users import Accounts
+from chatapp.admin import AdminActions
+from chatapp.appkeys import (
     SESSION_STORAGE,
     accounts_key,
     admin_key,
@@ -32,13 +30,16 @@ from .keys import (
     store_key,
     throttle_key,
 )
-from .logs import setup_logging
-from .metrics import Metrics
-from .paths import find_dir
-from .rooms import RoomDirectory
-from .sessions import SignedRedisStorage
-from .store import Keys, Store, StoreUnavailable, make_store
-from .throttle import LoginThrottle
+from chatapp.chat.hub import GOING_AWAY
+from chatapp.chat.rooms import RoomDirectory
+from chatapp.chat.service import ChatService
+from chatapp.config import ENV_CONFIG_PATH, Config, ConfigError, load_config
+from chatapp.logs import setup_logging
+from chatapp.metrics import Metrics
+from chatapp.paths import find_dir
+from chatapp.store.client import Store, StoreUnavailable, make_store
+from chatapp.store.keys import Keys
+from chatapp.web import admin_pages, chat_pages, chat_socket, middlewares, ops, pages
 
 log = logging.getLogger("chatapp")
 
@@ -193,15 +194,15 @@ def create_app(config: Config | None = None) -> web.Application:
         app,
         loader=jinja2.FileSystemLoader(str(find_dir("templates"))),
         autoescape=True,
-        context_processors=[views.template_context],
+        context_processors=[pages.template_context],
     )
     app.cleanup_ctx.append(_store_ctx)
     app.on_shutdown.append(_close_sockets)
     app.on_response_prepare.append(middlewares.add_security_headers)
-    app.add_routes(views.routes)
-    app.add_routes(chat_views.routes)
-    app.add_routes(ws.routes)
-    app.add_routes(admin_views.routes)
-    app.add_routes(health.routes)
+    app.add_routes(pages.routes)
+    app.add_routes(chat_pages.routes)
+    app.add_routes(chat_socket.routes)
+    app.add_routes(admin_pages.routes)
+    app.add_routes(ops.routes)
     app.router.add_static("/static/", find_dir("static"), name="static", append_version=False)
     return app

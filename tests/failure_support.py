@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable
 import aiohttp
 import redis.asyncio as aioredis
 
-from chatapp.store import Keys
+from chatapp.store.keys import Keys
 
 from .chat_client import Person, Socket, connect
 

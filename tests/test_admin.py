@@ -11,11 +11,11 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from chatapp.accounts import Accounts
+from chatapp.accounts.audit import AuditLog
+from chatapp.accounts.users import Accounts
 from chatapp.app import create_app
-from chatapp.audit import AuditLog
-from chatapp.store import Keys
-from chatapp.views import DISABLED
+from chatapp.store.keys import Keys
+from chatapp.web.pages import DISABLED
 
 from .conftest import make_config
 from .support import CSRF_RE, app_pair, http_session

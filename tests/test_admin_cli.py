@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from chatapp.store import Keys
-from chatapp.views import DISABLED
+from chatapp.store.keys import Keys
+from chatapp.web.pages import DISABLED
 
 from .support import ROOT, AppProcess, app_env, free_port, run_cli
 from .test_admin import (

@@ -19,8 +19,8 @@ import redis.asyncio as aioredis
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from chatapp.accounts import Accounts
-from chatapp.frames import MAX_CLIENT_ID_LENGTH
+from chatapp.accounts.users import Accounts
+from chatapp.chat.frames import MAX_CLIENT_ID_LENGTH
 
 from .chat_client import PASSWORD, Socket, connect, login
 from .support import CSRF_RE, AppProcess, RedisServer, http_session

@@ -13,8 +13,8 @@ import signal
 import pytest
 import redis.asyncio as aioredis
 
-from chatapp.broker import SUBSCRIBER_PING_AFTER, SUBSCRIBER_PONG_TIMEOUT
-from chatapp.store import Keys
+from chatapp.chat.broker import SUBSCRIBER_PING_AFTER, SUBSCRIBER_PONG_TIMEOUT
+from chatapp.store.keys import Keys
 
 from .chat_client import Person
 from .failure_support import (

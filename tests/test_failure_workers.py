@@ -13,7 +13,7 @@ import signal
 
 import pytest
 
-from chatapp.presence import RECORD_TTL, REFRESH_EVERY
+from chatapp.chat.presence import RECORD_TTL, REFRESH_EVERY
 
 from .chat_client import Person
 from .failure_support import (

@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from chatapp.hub import TRY_AGAIN_LATER, Connection, Hub, wire_text
+from chatapp.chat.hub import TRY_AGAIN_LATER, Connection, Hub, wire_text
 
 
 class FakeTransport:

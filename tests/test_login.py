@@ -2,7 +2,7 @@
 
 import pytest
 
-from chatapp import passwords
+from chatapp.accounts import passwords
 
 from .conftest import PASSWORD, AuthActions, page_text
 
@@ -180,7 +180,7 @@ async def test_bcrypt_runs_off_the_event_loop(app_factory, redis_url):
 
 
 def test_session_cookie_is_read_from_among_other_cookies():
-    from chatapp.sessions import cookie_value
+    from chatapp.accounts.sessions import cookie_value
 
     header = "theme=dark; xsession=1;session=abc.def ; other=1=2"
     assert cookie_value(header, "session") == "abc.def"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 
-from chatapp.presence import Presence
-from chatapp.store import Keys, make_store
+from chatapp.chat.presence import Presence
+from chatapp.store.client import make_store
+from chatapp.store.keys import Keys
 
 
 async def test_refresh_extends_own_records_and_sweeps_a_vanished_workers(any_store_url):

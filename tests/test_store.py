@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from chatapp.store import POOL_SIZE, make_store
+from chatapp.store.client import POOL_SIZE, make_store
 
 
 async def test_a_burst_beyond_the_pool_waits_instead_of_failing(any_store_url):

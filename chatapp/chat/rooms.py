@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from .presence import Presence
-from .store import Keys
-
-ROOM_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-ROOM_RULE = "1 to 64 characters: letters, digits and _, not starting with a digit."
-
-
-def room_problem(name: str) -> str | None:
-    """Why `name` cannot name a room, or None if it can."""
-    if not name:
-        return "Enter a room name."
-    if not ROOM_RE.fullmatch(name):
-        return f"Room names are {ROOM_RULE}"
-    return None
+from chatapp.chat.presence import Presence
+from chatapp.store.keys import Keys
 
 
 @dataclass(frozen=True)

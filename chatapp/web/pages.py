@@ -8,11 +8,12 @@ import aiohttp_jinja2
 from aiohttp import web
 from aiohttp_session import get_session
 
-from .accounts import USERNAME_RULE, UsernameTaken, username_problem
-from .keys import accounts_key, config_key, throttle_key, user_key
-from .netutil import client_address, parse_networks, safe_next
-from .passwords import MIN_LENGTH, password_problems
-from .sessions import csrf_token_of, end_session, start_session
+from chatapp.accounts.passwords import MIN_LENGTH, password_problems
+from chatapp.accounts.sessions import csrf_token_of, end_session, start_session
+from chatapp.accounts.users import UsernameTaken
+from chatapp.appkeys import accounts_key, config_key, throttle_key, user_key
+from chatapp.names import USERNAME_RULE, username_problem
+from chatapp.web.netutil import client_address, parse_networks, safe_next
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 
 from aiohttp import WSCloseCode, web
 
-from . import frames
+from chatapp.chat import frames
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,12 @@ from urllib.parse import parse_qs, urlsplit
 from aiohttp import WSMsgType, hdrs, web
 from redis.exceptions import RedisError
 
-from .broker import RateLimited, Unavailable
-from .frames import FrameError, parse_client_frame
-from .hub import Connection, drop_connection
-from .keys import chat_key, config_key
-from .middlewares import SOCKET_ROUTE, socket_username
-from .rooms import ROOM_RE
+from chatapp.appkeys import chat_key, config_key
+from chatapp.chat.broker import RateLimited, Unavailable
+from chatapp.chat.frames import FrameError, parse_client_frame
+from chatapp.chat.hub import Connection, drop_connection
+from chatapp.names import ROOM_RE
+from chatapp.web.middlewares import SOCKET_ROUTE, socket_username
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from .store import Keys
+from chatapp.store.keys import Keys
 
 
 @dataclass(frozen=True)

@@ -7,17 +7,14 @@ names are unique regardless of case; the displayed name keeps its case.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from . import passwords
-from .store import Keys
-
-USERNAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}")
-USERNAME_RULE = "1 to 32 characters: letters, digits and _, not starting with a digit."
+from chatapp.accounts import passwords
+from chatapp.names import USERNAME_RE
+from chatapp.store.keys import Keys
 
 DEMO_USERS = (
     ("admin", "admin", True),
@@ -64,15 +61,6 @@ class LastSuperuser(Exception):
 
 class UsernameTaken(Exception):
     """The name (in any letter case) belongs to someone already."""
-
-
-def username_problem(name: str) -> str | None:
-    """Why `name` cannot be a username, or None if it can."""
-    if not name:
-        return "Enter a username."
-    if not USERNAME_RE.fullmatch(name):
-        return f"Usernames are {USERNAME_RULE}"
-    return None
 
 
 @dataclass(frozen=True)

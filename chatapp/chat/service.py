@@ -11,13 +11,13 @@ import json
 import logging
 from dataclasses import dataclass
 
-from . import frames
-from .broker import Broker
-from .heartbeat import Heartbeat
-from .hub import GOING_AWAY, POLICY, Connection, Hub
-from .metrics import Metrics
-from .presence import Presence
-from .store import Store
+from chatapp.chat import frames
+from chatapp.chat.broker import Broker
+from chatapp.chat.heartbeat import Heartbeat
+from chatapp.chat.hub import GOING_AWAY, POLICY, Connection, Hub
+from chatapp.chat.presence import Presence
+from chatapp.metrics import Metrics
+from chatapp.store.client import Store
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ import time
 import aiohttp_jinja2
 from aiohttp import web
 
-from .keys import chat_key, config_key, rooms_key, user_key
-from .rooms import ROOM_RE, ROOM_RULE, room_problem
+from chatapp.appkeys import chat_key, config_key, rooms_key, user_key
+from chatapp.names import ROOM_RE, ROOM_RULE, room_problem
 
 routes = web.RouteTableDef()
 

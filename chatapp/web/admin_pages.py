@@ -15,10 +15,10 @@ import aiohttp_jinja2
 from aiohttp import web
 from aiohttp_session import get_session
 
-from .accounts import USERNAME_RULE, LastSuperuser, User, username_problem
-from .admin import NotFound, online_users, search_rooms
-from .keys import accounts_key, admin_key, store_key, user_key
-from .rooms import ROOM_RULE, room_problem
+from chatapp.accounts.users import LastSuperuser, User
+from chatapp.admin import NotFound, online_users, search_rooms
+from chatapp.appkeys import accounts_key, admin_key, store_key, user_key
+from chatapp.names import ROOM_RULE, USERNAME_RULE, room_problem, username_problem
 
 routes = web.RouteTableDef()
 

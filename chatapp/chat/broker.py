@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from . import frames
-from .store import Keys, Store
-from .tasks import cancel_and_wait
+from chatapp.chat import frames
+from chatapp.store.client import Store
+from chatapp.store.keys import Keys
+from chatapp.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,6 @@
 """The Redis client of this process: a real Redis or the embedded `memory://` store.
 
-Every Redis key chatapp uses is named here, under one prefix, so an operator
-can see the whole layout in one place and share a Redis with other programs.
+The names of the keys it holds are in `chatapp.store.keys`.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
-PREFIX = "chatapp:"
 
 # redis-py 8's default pool holds at most 100 connections and raises
 # MaxConnectionsError at once when a burst wants more: hundreds of sockets
@@ -31,66 +29,6 @@ POOL_WAIT = 5.0  # seconds a command waits for a free connection, then fails
 
 class StoreUnavailable(Exception):
     """Redis could not be reached; the message names the URL."""
-
-
-class Keys:
-    """Names of every Redis key and channel (all `bytes`-safe ASCII)."""
-
-    secret = PREFIX + "secret"
-    # A random token set once: if it is gone, Redis lost its data (restarted
-    # without persistence, or flushed) and room ids have started over.
-    epoch = PREFIX + "epoch"
-    users = PREFIX + "users"  # zset: lower-case name -> joined time
-    rooms = PREFIX + "rooms"  # zset: room name -> last activity time
-    session_prefix = PREFIX + "session"  # aiohttp-session adds "_<id>"
-    audit = PREFIX + "audit"  # list, newest first, capped: admin actions (JSON)
-
-    @staticmethod
-    def user(name: str) -> str:
-        return f"{PREFIX}user:{name.lower()}"
-
-    @staticmethod
-    def user_sessions(name: str) -> str:
-        return f"{PREFIX}user:{name.lower()}:sessions"
-
-    @staticmethod
-    def session(session_id: str) -> str:
-        return f"{Keys.session_prefix}_{session_id}"
-
-    @staticmethod
-    def room_seq(room: str) -> str:
-        return f"{PREFIX}room:{room}:seq"
-
-    @staticmethod
-    def room_history(room: str) -> str:
-        return f"{PREFIX}room:{room}:history"
-
-    @staticmethod
-    def room_members(room: str) -> str:
-        """zset: "<worker>|<username>" -> expiry time of that presence record."""
-        return f"{PREFIX}room:{room}:members"
-
-    @staticmethod
-    def room_channel(room: str) -> str:
-        return f"{PREFIX}room:{room}:channel"
-
-    control_channel = PREFIX + "control"
-
-    @staticmethod
-    def room_of_channel(channel: str) -> str:
-        return channel[len(PREFIX) + len("room:") : -len(":channel")]
-
-    @staticmethod
-    def send_rate(username: str) -> str:
-        return f"{PREFIX}rate:{username.lower()}"
-
-    @staticmethod
-    def login_failures_user(name: str) -> str:
-        return f"{PREFIX}throttle:login:user:{name.lower()}"
-
-    @staticmethod
-    def login_failures_address(address: str) -> str:
-        return f"{PREFIX}throttle:login:addr:{address}"
 
 
 def redact(url: str) -> str:

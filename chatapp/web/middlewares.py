@@ -12,8 +12,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp_session import get_session
 from redis.exceptions import RedisError
 
-from .keys import SESSION_STORAGE, accounts_key, user_key
-from .sessions import end_session
+from chatapp.accounts.sessions import end_session
+from chatapp.appkeys import SESSION_STORAGE, accounts_key, user_key
 
 log = logging.getLogger(__name__)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .keys import config_key, metrics_key, store_key
-from .netutil import is_loopback_or_in, parse_networks
-from .store import StoreUnavailable
+from chatapp.appkeys import config_key, metrics_key, store_key
+from chatapp.store.client import StoreUnavailable
+from chatapp.web.netutil import is_loopback_or_in, parse_networks
 
 routes = web.RouteTableDef()
 

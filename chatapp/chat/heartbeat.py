@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 
-from .hub import Connection, Hub, drop_connection
+from chatapp.chat.hub import Connection, Hub, drop_connection
 
 log = logging.getLogger(__name__)
 

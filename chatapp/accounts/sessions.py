@@ -17,7 +17,7 @@ from aiohttp import hdrs, web
 from aiohttp_session import Session, get_session, new_session
 from aiohttp_session.redis_storage import RedisStorage
 
-from .store import Keys
+from chatapp.store.keys import Keys
 
 _SIG_LENGTH = 32
 

@@ -21,8 +21,8 @@ from collections.abc import Awaitable, Callable, Iterable
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from .store import Keys
-from .tasks import cancel_and_wait
+from chatapp.store.keys import Keys
+from chatapp.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import redis.asyncio as aioredis
 
-from .store import Keys
+from chatapp.store.keys import Keys
 
 log = logging.getLogger(__name__)
 

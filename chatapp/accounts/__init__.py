@@ -1,0 +1,1 @@
+"""Accounts and sessions: users, passwords, sign-in throttles, sessions, the audit log."""

@@ -1,0 +1,1 @@
+"""The store: the Redis client (real or memory://) and the layout of every key."""

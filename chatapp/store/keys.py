@@ -1,0 +1,69 @@
+"""Every Redis key and channel chatapp uses, in one place.
+
+All live under one prefix, so an operator can see the whole layout here and
+share a Redis with other programs.
+"""
+
+from __future__ import annotations
+
+PREFIX = "chatapp:"
+
+
+class Keys:
+    """Names of every Redis key and channel (all `bytes`-safe ASCII)."""
+
+    secret = PREFIX + "secret"
+    # A random token set once: if it is gone, Redis lost its data (restarted
+    # without persistence, or flushed) and room ids have started over.
+    epoch = PREFIX + "epoch"
+    users = PREFIX + "users"  # zset: lower-case name -> joined time
+    rooms = PREFIX + "rooms"  # zset: room name -> last activity time
+    session_prefix = PREFIX + "session"  # aiohttp-session adds "_<id>"
+    audit = PREFIX + "audit"  # list, newest first, capped: admin actions (JSON)
+
+    @staticmethod
+    def user(name: str) -> str:
+        return f"{PREFIX}user:{name.lower()}"
+
+    @staticmethod
+    def user_sessions(name: str) -> str:
+        return f"{PREFIX}user:{name.lower()}:sessions"
+
+    @staticmethod
+    def session(session_id: str) -> str:
+        return f"{Keys.session_prefix}_{session_id}"
+
+    @staticmethod
+    def room_seq(room: str) -> str:
+        return f"{PREFIX}room:{room}:seq"
+
+    @staticmethod
+    def room_history(room: str) -> str:
+        return f"{PREFIX}room:{room}:history"
+
+    @staticmethod
+    def room_members(room: str) -> str:
+        """zset: "<worker>|<username>" -> expiry time of that presence record."""
+        return f"{PREFIX}room:{room}:members"
+
+    @staticmethod
+    def room_channel(room: str) -> str:
+        return f"{PREFIX}room:{room}:channel"
+
+    control_channel = PREFIX + "control"
+
+    @staticmethod
+    def room_of_channel(channel: str) -> str:
+        return channel[len(PREFIX) + len("room:") : -len(":channel")]
+
+    @staticmethod
+    def send_rate(username: str) -> str:
+        return f"{PREFIX}rate:{username.lower()}"
+
+    @staticmethod
+    def login_failures_user(name: str) -> str:
+        return f"{PREFIX}throttle:login:user:{name.lower()}"
+
+    @staticmethod
+    def login_failures_address(address: str) -> str:
+        return f"{PREFIX}throttle:login:addr:{address}"

@@ -1,0 +1,1 @@
+"""The web layer: pages, the socket handler, their guards, and the operational endpoints."""
