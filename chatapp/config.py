@@ -85,6 +85,9 @@ class ChatConfig:
     # Unsent bytes a socket may have before it is closed as too slow (1013).
     send_buffer_bytes: int = field(default=1_048_576, metadata=_limits(1024, None))
     page_history: int = field(default=50, metadata=_limits(0, None))
+    # Seconds a worker's presence record lives unrefreshed: how long a killed
+    # worker's people still show as present. Refreshed every quarter of it.
+    presence_ttl: float = field(default=20.0, metadata=_limits(1, 3600))
 
 
 @dataclass(frozen=True)

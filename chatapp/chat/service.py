@@ -55,7 +55,11 @@ class ChatService:
             on_reset=self._reset,
         )
         self.presence = Presence(
-            store.raw, publish=self._publish_presence, empty_room_ttl=chat.empty_room_ttl
+            store.raw,
+            publish=self._publish_presence,
+            empty_room_ttl=chat.empty_room_ttl,
+            record_ttl=chat.presence_ttl,
+            refresh_every=chat.presence_ttl / 4,
         )
         self.heartbeat = Heartbeat(self.hub, chat.heartbeat_seconds)
         self._tasks: set[asyncio.Task] = set()
