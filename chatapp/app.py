@@ -30,9 +30,8 @@ from chatapp.appkeys import (
     store_key,
     throttle_key,
 )
-from chatapp.chat.hub import GOING_AWAY
-from chatapp.chat.rooms import RoomDirectory
 from chatapp.chat.service import ChatService
+from chatapp.chat.wire import GOING_AWAY
 from chatapp.config import ENV_CONFIG_PATH, Config, ConfigError, load_config
 from chatapp.logs import setup_logging
 from chatapp.metrics import Metrics
@@ -186,9 +185,12 @@ def create_app(config: Config | None = None) -> web.Application:
         window=config.accounts.login_failure_window,
     )
     app[chat_key] = chat = ChatService(store, config, app[metrics_key])
-    app[rooms_key] = RoomDirectory(store.raw, chat.presence)
+    app[rooms_key] = chat.directory
     app[admin_key] = AdminActions(
-        store.raw, app[accounts_key], session_cookie_name=config.session.cookie_name
+        store.raw,
+        app[accounts_key],
+        chat.directory,
+        session_cookie_name=config.session.cookie_name,
     )
     aiohttp_jinja2.setup(
         app,

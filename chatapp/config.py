@@ -81,6 +81,8 @@ class ChatConfig:
     rate_limit_seconds: float = field(default=10.0, metadata=_limits(0.001, None))
     empty_room_ttl: int = field(default=604_800, metadata=_limits(0, None))
     heartbeat_seconds: float = field(default=20.0, metadata=_limits(1, 3600))
+    # Retired: a joining socket now gets its history and the live feed in one
+    # step, so nothing is held for it. Still accepted, so old configs load.
     send_queue_size: int = field(default=512, metadata=_limits(1, None))
     # Unsent bytes a socket may have before it is closed as too slow (1013).
     send_buffer_bytes: int = field(default=1_048_576, metadata=_limits(1024, None))

@@ -13,7 +13,7 @@ import signal
 import pytest
 import redis.asyncio as aioredis
 
-from chatapp.chat.broker import SUBSCRIBER_PING_AFTER, SUBSCRIBER_PONG_TIMEOUT
+from chatapp.chat.subscriber import SUBSCRIBER_PING_AFTER, SUBSCRIBER_PONG_TIMEOUT
 from chatapp.store.keys import Keys
 
 from .chat_client import Person

@@ -13,7 +13,7 @@ import signal
 
 import pytest
 
-from chatapp.chat.presence import RECORD_TTL, REFRESH_EVERY
+from chatapp.config import ChatConfig
 
 from .chat_client import Person
 from .failure_support import (
@@ -55,7 +55,8 @@ async def test_worker_killed_with_sigkill(redis_url, figure):
     live RECORD_TTL = 20 s unless refreshed, refreshes and sweeps every
     REFRESH_EVERY = 5 s), so the bound holds in production: at most 25 s.
     """
-    assert RECORD_TTL + REFRESH_EVERY <= PRESENCE_GONE_WITHIN
+    ttl = ChatConfig().presence_ttl
+    assert ttl + ttl / 4 <= PRESENCE_GONE_WITHIN
     a, b = AppProcess(redis_url, **ENV), AppProcess(redis_url, **ENV)
     try:
         await asyncio.to_thread(start_apps, a, b)

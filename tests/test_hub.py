@@ -1,4 +1,4 @@
-"""The hub's fan-out, without a network: framing, batching, newcomers, slow sockets."""
+"""The hub's fan-out, without a network: framing, batching, first frames, slow sockets."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import struct
 
 import pytest
 
-from chatapp.chat.hub import TRY_AGAIN_LATER, Connection, Hub, wire_text
+from chatapp.chat.hub import Connection, Hub
+from chatapp.chat.wire import TRY_AGAIN_LATER, wire_text
 
 
 class FakeTransport:
@@ -60,19 +61,32 @@ def message(i: int) -> bytes:
     return b'{"type":"message","id":%d,"ts":1.0,"text":"m%d"}' % (i, i)
 
 
-def joined(hub: Hub, room: str = "lobby", last_id: int = 0, **limits) -> Connection:
-    conn = Connection(
-        FakeSocket(),
-        FakeTransport(),
-        "ann",
-        room,
-        max_buffer=limits.get("max_buffer", 1 << 20),
-        max_held=limits.get("max_held", 100),
-    )
-    hub.add(conn)
-    hub.start(conn, b'{"type":"history","messages":[],"truncated":false}', last_id)
+HISTORY = b'{"type":"history","messages":[],"truncated":false}'
+
+
+def socket_of(room: str = "lobby", max_buffer: int = 1 << 20) -> Connection:
+    return Connection(FakeSocket(), FakeTransport(), "ann", room, max_buffer=max_buffer)
+
+
+def joined(hub: Hub, room: str = "lobby", **limits) -> Connection:
+    conn = socket_of(room, **limits)
+    hub.add(conn, HISTORY)
     conn.transport.writes.clear()
     return conn
+
+
+def received(conn: Connection) -> list[dict]:
+    return [f for w in conn.transport.writes for f in payloads(w)]
+
+
+async def loop_turn() -> None:
+    """Let the event loop run once: the hub flushes in a `call_soon` callback."""
+    await asyncio.sleep(0)
+
+
+async def background_tasks_done() -> None:
+    """Wait for the tasks the hub started (socket closes), however long they take."""
+    await asyncio.gather(*(asyncio.all_tasks() - {asyncio.current_task()}))
 
 
 @pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536])
@@ -88,7 +102,7 @@ async def test_one_loop_iteration_is_one_write_per_socket_in_order():
     for i in range(1, 4):
         assert hub.broadcast("lobby", message(i)) == 2
     assert a.transport.writes == []  # not before the loop turns
-    await asyncio.sleep(0)
+    await loop_turn()
     for conn in (a, b):
         assert len(conn.transport.writes) == 1
         assert [p["id"] for p in payloads(conn.transport.writes[0])] == [1, 2, 3]
@@ -98,51 +112,34 @@ async def test_rooms_do_not_see_each_others_frames():
     hub = Hub()
     lobby, other = joined(hub, "lobby"), joined(hub, "other")
     hub.broadcast("lobby", message(1))
-    await asyncio.sleep(0)
+    await loop_turn()
     assert len(lobby.transport.writes) == 1
     assert other.transport.writes == []
 
 
-async def test_newcomer_gets_history_then_only_what_history_missed():
-    hub = Hub()
-    joined(hub)
-    newcomer = Connection(FakeSocket(), FakeTransport(), "ben", "lobby", max_buffer=1 << 20,
-                          max_held=100)  # fmt: skip
-    hub.add(newcomer)
-    hub.broadcast("lobby", message(1))  # pending when history is read (it holds id 1) ...
-    hub.broadcast("lobby", message(2))  # ... and id 2 came after
-    hub.start(newcomer, b'{"type":"history","messages":[' + message(1) + b"]}", 1)
-    hub.broadcast("lobby", message(3))
-    await asyncio.sleep(0)
-    frames = [f for w in newcomer.transport.writes for f in payloads(w)]
-    assert frames[0]["type"] == "history"
-    assert [f["id"] for f in frames[1:]] == [2, 3]
-
-
-async def test_message_in_history_and_still_on_its_way_reaches_a_newcomer_once():
-    """Stored just before the history read, published to this worker just after it."""
+async def test_newcomers_first_frame_goes_out_after_what_was_pending_and_before_the_rest():
+    """Frames pending when a socket is added were in what its first frame was built
+    from, so they go to the sockets already there, and not to the newcomer."""
     hub = Hub()
     old_timer = joined(hub)
-    newcomer = Connection(FakeSocket(), FakeTransport(), "ben", "lobby", max_buffer=1 << 20,
-                          max_held=100)  # fmt: skip
-    hub.add(newcomer)
-    history = b'{"type":"history","messages":[' + message(1) + b"," + message(2) + b"]}"
-    hub.start(newcomer, history, 2)
-    hub.broadcast("lobby", message(2))  # arrives from the subscriber after the read
-    hub.broadcast("lobby", b'{"type":"presence","users":["ann","ben"],"count":2}')
-    hub.broadcast("lobby", message(3))
-    await asyncio.sleep(0)
-    hub.broadcast("lobby", message(4))
-    await asyncio.sleep(0)
-    frames = [f for w in newcomer.transport.writes for f in payloads(w)]
-    assert [f.get("id", f["type"]) for f in frames] == ["history", "presence", 3, 4]
-    assert not newcomer.at_seam  # past the seam: back on the shared, pre-framed path
-    assert [f.get("id") for w in old_timer.transport.writes for f in payloads(w)] == [
-        2,
-        None,
-        3,
-        4,
-    ]
+    hub.broadcast("lobby", message(1))
+    newcomer = socket_of()
+    hub.add(newcomer, b'{"type":"history","messages":[' + message(1) + b"]}")
+    hub.broadcast("lobby", message(2))
+    await loop_turn()
+    assert [f.get("id", f["type"]) for f in received(newcomer)] == ["history", 2]
+    assert [f["id"] for f in received(old_timer)] == [1, 2]
+
+
+async def test_last_socket_out_empties_the_room():
+    hub = Hub()
+    a, b = joined(hub), joined(hub)
+    assert hub.remove(a) is False
+    assert hub.has_room("lobby")
+    assert hub.remove(b) is True
+    assert not hub.has_room("lobby")
+    assert hub.remove(b) is False  # twice is harmless
+    assert hub.broadcast("lobby", message(1)) == 0
 
 
 async def test_slow_socket_is_closed_and_the_others_still_get_the_frame():
@@ -151,22 +148,12 @@ async def test_slow_socket_is_closed_and_the_others_still_get_the_frame():
     fast, slow = joined(hub), joined(hub, max_buffer=1000)
     slow.transport.unsent = 1001
     hub.broadcast("lobby", message(1))
-    await asyncio.sleep(0.01)  # the close runs in its own task
+    await loop_turn()
+    await background_tasks_done()
     assert len(fast.transport.writes) == 1
     assert slow.transport.writes == []
     assert slow.ws.close_codes == [TRY_AGAIN_LATER]
     assert slow_count == [1]
-
-
-async def test_socket_that_holds_too_much_while_joining_is_closed():
-    hub = Hub()
-    conn = Connection(FakeSocket(), FakeTransport(), "ann", "lobby", max_buffer=1 << 20,
-                      max_held=2)  # fmt: skip
-    hub.add(conn)
-    for i in range(1, 4):
-        hub.broadcast("lobby", message(i))
-    await asyncio.sleep(0.01)  # the close runs in its own task
-    assert conn.ws.close_codes == [TRY_AGAIN_LATER]
 
 
 async def test_closed_socket_gets_nothing_more():
@@ -174,5 +161,14 @@ async def test_closed_socket_gets_nothing_more():
     conn = joined(hub)
     conn.ws.closed = True
     hub.broadcast("lobby", message(1))
-    await asyncio.sleep(0)
+    await loop_turn()
     assert conn.transport.writes == []
+
+
+async def test_close_where_closes_a_users_sockets_in_any_letter_case():
+    hub = Hub()
+    ann, other = joined(hub), joined(hub, "other")
+    other.username = "bob"
+    assert await hub.close_where(1008, "bye", username="ANN") == 1
+    assert ann.ws.close_codes == [1008]
+    assert other.ws.close_codes == []

@@ -20,11 +20,11 @@ import asyncio
 import logging
 import time
 
-from chatapp.chat.hub import Connection, Hub, drop_connection
+from chatapp.chat.hub import Connection, Hub
+from chatapp.chat.wire import PING, drop_connection
 
 log = logging.getLogger(__name__)
 
-PING = b"\x89\x00"  # an unmasked PING frame with no payload (RFC 6455 5.5.2)
 SLICE = 500  # sockets checked between two yields to the event loop
 
 

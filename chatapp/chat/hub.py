@@ -15,44 +15,22 @@ pass `chat.send_buffer_bytes` it is closed with 1013 (it can resume with
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import socket
-import struct
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
-from aiohttp import WSCloseCode, web
+from aiohttp import web
 
-from chatapp.chat import frames
+from chatapp.chat.wire import TRY_AGAIN_LATER, drop_connection, wire_text
 
 log = logging.getLogger(__name__)
 
-TRY_AGAIN_LATER = 1013  # WSCloseCode.TRY_AGAIN_LATER: too slow, resume with ?after=
-
-_SHORT = struct.Struct("!BB").pack
-_MEDIUM = struct.Struct("!BBH").pack
-_LONG = struct.Struct("!BBQ").pack
-
-
-def wire_text(payload: bytes) -> bytes:
-    """One unmasked, uncompressed WebSocket text frame (RFC 6455 5.2), as a server sends it."""
-    n = len(payload)
-    if n < 126:
-        return _SHORT(0x81, n) + payload
-    if n < 65536:
-        return _MEDIUM(0x81, 126, n) + payload
-    return _LONG(0x81, 127, n) + payload
-
 
 class Connection:
-    """One socket: its user, its room, and what it is owed before its history goes out."""
+    """One socket: its user, its room, its transport, and when its peer last spoke."""
 
     __slots__ = (
-        "_floor",
-        "_held",
         "_max_buffer",
-        "_max_held",
         "closing",
         "heard_at",
         "on_slow",
@@ -71,20 +49,12 @@ class Connection:
         room: str,
         *,
         max_buffer: int,
-        max_held: int,
     ) -> None:
         self.ws = ws
         self.transport = transport
         self.username = username
         self.room = room
         self._max_buffer = max_buffer
-        self._max_held = max_held
-        # Payloads that arrive before the history frame went out (see `start`).
-        self._held: list[bytes] | None = []
-        # The newest id in that history frame, until a live message passes it: a
-        # message stored just before the history read can still be on its way
-        # from the subscriber, and must not reach this socket twice.
-        self._floor = 0
         self.closing = False
         self.on_slow: Callable[[], None] | None = None  # set by the hub
         # Heartbeat (see heartbeat.py): when the peer last sent a frame, and by
@@ -97,10 +67,6 @@ class Connection:
         self.pong_due = None
         self.heard_at = time.monotonic()
 
-    @property
-    def ready(self) -> bool:
-        return self._held is None
-
     def write(self, wire: bytes) -> bool:
         """Write framed bytes now; close the socket if too much is still unsent."""
         if self.closing or self.ws.closed:
@@ -110,66 +76,19 @@ class Connection:
             return False
         unsent = transport.get_write_buffer_size()
         if unsent > self._max_buffer:
-            self._too_slow(f"{unsent} bytes unsent")
+            log.warning(
+                "closing slow socket of %s in %s: %d bytes unsent", self.username, self.room, unsent
+            )
+            self.close_soon(TRY_AGAIN_LATER, "too slow")
+            if self.on_slow is not None:
+                self.on_slow()
             return False
         transport.write(wire)
         return True
 
-    def _too_slow(self, detail: str) -> None:
-        log.warning("closing slow socket of %s in %s: %s", self.username, self.room, detail)
-        self.close_soon(TRY_AGAIN_LATER, "too slow")
-        if self.on_slow is not None:
-            self.on_slow()
-
-    def hold(self, payloads: Iterable[bytes]) -> None:
-        """Keep live payloads until the history frame is out; too many closes the socket."""
-        held = self._held
-        if held is None or self.closing:
-            return
-        held.extend(payloads)
-        if len(held) > self._max_held:
-            self._too_slow(f"{len(held)} frames held while joining")
-
-    def start(self, history: bytes, last_id: int) -> None:
-        """Send the history frame first, then the held payloads it does not cover."""
-        held, self._held = self._held or [], None
-        self._floor = last_id
-        self.write(wire_text(history) + self._past_floor(held))
-
-    @property
-    def at_seam(self) -> bool:
-        """True until the first live message newer than the history frame went out."""
-        return self._floor > 0
-
-    def write_past_floor(self, payloads: list[bytes]) -> None:
-        """Write the payloads the history frame did not already carry."""
-        wire = self._past_floor(payloads)
-        if wire:
-            self.write(wire)
-
-    def _past_floor(self, payloads: Iterable[bytes]) -> bytes:
-        out = []
-        for payload in payloads:
-            message_id = frames.message_id(payload)
-            if message_id is None:
-                out.append(wire_text(payload))
-            elif message_id > self._floor:
-                out.append(wire_text(payload))
-                # Ids reach a worker in publish order (one Lua script stores and
-                # publishes), so nothing older follows: back to the shared path.
-                self._floor = 0
-        return b"".join(out)
-
-    def forget_floor(self) -> None:
-        """The room's ids started over (Redis lost its data): stop filtering by them."""
-        self._floor = 0
-
     def send_now(self, payload: bytes) -> None:
         """A frame to this socket alone (errors, its own notices)."""
-        if self._held is not None:
-            self.hold((payload,))
-        else:
-            self.write(wire_text(payload))
+        self.write(wire_text(payload))
 
     def close_soon(self, code: int, reason: str) -> None:
         """Close from synchronous code (a broadcast); never blocks the caller."""
@@ -197,18 +116,6 @@ class Connection:
             drop_connection(transport)
 
 
-def drop_connection(transport: asyncio.Transport | None) -> None:
-    """Reset a connection now, unsent data and all: RST rather than FIN, so the
-    kernel does not keep an orphaned connection probing a peer's zero window."""
-    if transport is None:
-        return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()
-
-
 class Hub:
     """Local sockets by room, and the fan-out of each room's frames to them."""
 
@@ -219,35 +126,31 @@ class Hub:
         self._flush_scheduled = False
         self._on_slow = on_slow
 
-    def add(self, conn: Connection) -> bool:
-        """Register a socket; True if it is the first of its room on this worker."""
+    def add(self, conn: Connection, first_frame: bytes) -> None:
+        """Register a socket and write `first_frame` to it, ahead of any live frame.
+
+        The room's pending frames go out first, to the sockets already there:
+        whoever built `first_frame` (the history) accounted for them.
+        """
+        self.flush_room(conn.room)
         members = self._rooms.get(conn.room)
         if members is None:
             members = self._rooms[conn.room] = {}
         members[conn] = None
         conn.on_slow = self._on_slow
-        return len(members) == 1
+        conn.write(wire_text(first_frame))
 
     def remove(self, conn: Connection) -> bool:
         """Forget a socket; True if its room has no local socket left."""
         members = self._rooms.get(conn.room)
-        if members is None:
+        if members is None or conn not in members:
             return False
-        members.pop(conn, None)
+        del members[conn]
         if not members:
             del self._rooms[conn.room]
             self._pending.pop(conn.room, None)
             return True
         return False
-
-    def start(self, conn: Connection, history: bytes, last_id: int) -> None:
-        """Send a newcomer its history, then every live frame history did not cover.
-
-        The room's pending frames are flushed first, so each of them either is
-        held by the newcomer (and filtered by id) or reached it already.
-        """
-        self._flush_room(conn.room)
-        conn.start(history, last_id)
 
     def broadcast(self, room: str, payload: bytes) -> int:
         """Queue a payload for every local socket of `room`; return how many get it."""
@@ -271,7 +174,7 @@ class Hub:
         for room, payloads in pending.items():
             self._write_room(room, payloads)
 
-    def _flush_room(self, room: str) -> None:
+    def flush_room(self, room: str) -> None:
         payloads = self._pending.pop(room, None)
         if payloads:
             self._write_room(room, payloads)
@@ -280,16 +183,12 @@ class Hub:
         members = self._rooms.get(room)
         if not members:
             return
-        wire = None
+        wire = b"".join([wire_text(p) for p in payloads])  # framed once, shared by every socket
         for conn in tuple(members):
-            if conn._held is not None:
-                conn.hold(payloads)
-            elif conn.at_seam:
-                conn.write_past_floor(payloads)
-            else:
-                if wire is None:  # framed once, shared by every socket
-                    wire = b"".join([wire_text(p) for p in payloads])
-                conn.write(wire)
+            conn.write(wire)
+
+    def has_room(self, room: str) -> bool:
+        return room in self._rooms
 
     def rooms(self) -> list[str]:
         return list(self._rooms)
@@ -298,9 +197,6 @@ class Hub:
         if room is not None:
             return tuple(self._rooms.get(room, ()))
         return tuple(c for members in self._rooms.values() for c in members)
-
-    def users_in(self, room: str) -> set[str]:
-        return {c.username for c in self._rooms.get(room, ())}
 
     def socket_count(self) -> int:
         return sum(len(m) for m in self._rooms.values())
@@ -314,7 +210,3 @@ class Hub:
         ]
         await asyncio.gather(*(c.close(code, reason) for c in targets))
         return len(targets)
-
-
-GOING_AWAY = WSCloseCode.GOING_AWAY
-POLICY = WSCloseCode.POLICY_VIOLATION

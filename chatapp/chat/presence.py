@@ -3,8 +3,10 @@
 Each worker writes one record per (room, user) it serves into the room's
 members zset, scored with an expiry time it keeps pushing forward. A worker
 killed with `kill -9` stops refreshing, so its records fall out within
-`RECORD_TTL` seconds: the next sweep by any live worker removes them and tells
-the room.
+`chat.presence_ttl` seconds: the refresh of any live worker with a socket in
+that room sweeps them, and rooms no live worker has a socket in are swept by
+one worker at a time (a short lease), so even a room whose every socket died
+with its worker is told, and can expire.
 """
 
 from __future__ import annotations
@@ -26,10 +28,8 @@ from chatapp.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
-RECORD_TTL = 20.0  # seconds a record lives without a refresh
-REFRESH_EVERY = 5.0  # seconds between refreshes (and sweeps of expired records)
-
-Publish = Callable[[str, list[str]], Awaitable[None]]
+Announce = Callable[[str, list[str]], Awaitable[None]]
+Emptied = Callable[[str], Awaitable[None]]
 
 # KEYS: members zset of each room; ARGV: expiry, now, then per room its count of
 # members to refresh followed by those members. Returns, per room, how many
@@ -63,18 +63,17 @@ class Presence:
         self,
         redis: aioredis.Redis,
         *,
-        publish: Publish,
-        empty_room_ttl: int,
+        announce: Announce,
+        emptied: Emptied,
+        record_ttl: float,
         worker_id: str | None = None,
-        record_ttl: float = RECORD_TTL,
-        refresh_every: float = REFRESH_EVERY,
     ) -> None:
         self._redis = redis
-        self._publish = publish
-        self._empty_room_ttl = empty_room_ttl
+        self._announce_to = announce  # tells a room who is there now
+        self._emptied = emptied  # a room's last person left (any worker)
         self.worker_id = worker_id or new_worker_id()
         self._ttl = record_ttl
-        self._refresh_every = refresh_every
+        self._refresh_every = record_ttl / 4
         self._local: Counter[tuple[str, str]] = Counter()  # (room, user) -> sockets
         self._refresh_script = redis.register_script(_REFRESH)
         self._task: asyncio.Task | None = None
@@ -82,62 +81,37 @@ class Presence:
     def _member(self, username: str) -> str:
         return f"{self.worker_id}|{username}"
 
-    async def join(self, room: str, username: str) -> list[str]:
-        """Record a socket of `username` in `room`; tell the room; return who is there."""
+    async def join(self, room: str, username: str, pipe: aioredis.client.Pipeline) -> list[str]:
+        """Record a socket of `username` in `room` (with `pipe`'s commands); tell the room."""
         self._local[(room, username)] += 1
-        now = time.time()
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.zadd(Keys.room_members(room), {self._member(username): now + self._ttl})
-        # The room exists while its seq key does; a join keeps it from expiring.
-        pipe.set(Keys.room_seq(room), 0, nx=True)
-        pipe.persist(Keys.room_seq(room))
-        pipe.persist(Keys.room_history(room))
-        pipe.zadd(Keys.rooms, {room: now})
+        pipe.zadd(Keys.room_members(room), {self._member(username): time.time() + self._ttl})
         await pipe.execute()
         return await self._announce(room)
 
     async def leave(self, room: str, username: str) -> None:
         """Forget a socket; when the user's last socket here leaves, tell the room."""
         key = (room, username)
+        if key not in self._local:
+            return  # its join failed before it was recorded
         self._local[key] -= 1
         if self._local[key] > 0:
             return
         del self._local[key]
         await self._redis.zrem(Keys.room_members(room), self._member(username))
-        users = await self._announce(room)
-        if not users:
-            await self._room_emptied(room)
+        if not await self._announce(room):
+            await self._emptied(room)
 
     async def users(self, room: str) -> list[str]:
         members = await self._redis.zrangebyscore(Keys.room_members(room), time.time(), "+inf")
         return _usernames(members)
 
     async def counts(self, rooms: Iterable[str]) -> dict[str, int]:
-        rooms = list(rooms)
-        pipe = self._redis.pipeline(transaction=False)
-        now = time.time()
-        for room in rooms:
-            pipe.zrangebyscore(Keys.room_members(room), now, "+inf")
-        results = await pipe.execute()
-        return {room: len(_usernames(m)) for room, m in zip(rooms, results, strict=True)}
+        return {room: len(users) for room, users in (await members(self._redis, rooms)).items()}
 
     async def _announce(self, room: str) -> list[str]:
         users = await self.users(room)
-        await self._publish(room, users)
+        await self._announce_to(room, users)
         return users
-
-    async def _room_emptied(self, room: str) -> None:
-        keys = [Keys.room_seq(room), Keys.room_history(room)]
-        if self._empty_room_ttl == 0:
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.delete(*keys, Keys.room_members(room))
-            pipe.zrem(Keys.rooms, room)
-            await pipe.execute()
-        else:
-            pipe = self._redis.pipeline(transaction=True)
-            for key in keys:
-                pipe.expire(key, self._empty_room_ttl)
-            await pipe.execute()
 
     # -- keeping records alive ---------------------------------------------------
 
@@ -162,6 +136,7 @@ class Presence:
             await asyncio.sleep(self._refresh_every)
             try:
                 await self.refresh()
+                await self.sweep_elsewhere()
             except (RedisError, OSError) as exc:
                 log.warning("presence refresh failed: %s", exc)
 
@@ -186,14 +161,56 @@ class Presence:
                 log.info("room %s: %d presence record(s) of a vanished worker expired", room, count)
                 await self._announce(room)
 
-    async def sweep(self, rooms: Iterable[str]) -> None:
-        """Remove expired records of `rooms` (for rooms no local socket is in)."""
+    async def sweep_elsewhere(self) -> list[str]:
+        """Sweep expired records of rooms with no local socket; return the rooms emptied.
+
+        One worker per refresh period does it (a lease in Redis): a room whose
+        every socket died with a killed worker has no live worker to refresh
+        it, so without this its people would show as present until it expires.
+        """
+        lease_ms = max(1, int(self._refresh_every * 1000))
+        if not await self._redis.set(
+            Keys.presence_sweep_lease, self.worker_id, nx=True, px=lease_ms
+        ):
+            return []
+        local = {room for room, _ in self._local}
+        rooms = [n.decode() for n in await self._redis.zrange(Keys.rooms, 0, -1)]
+        rooms = [room for room in rooms if room not in local]
+        if not rooms:
+            return []
         now = time.time()
+        pipe = self._redis.pipeline(transaction=False)
         for room in rooms:
-            if await self._redis.zremrangebyscore(Keys.room_members(room), "-inf", now):
-                users = await self._announce(room)
-                if not users:
-                    await self._room_emptied(room)
+            pipe.zremrangebyscore(Keys.room_members(room), "-inf", now)
+        emptied = []
+        for room, count in zip(rooms, await pipe.execute(), strict=True):
+            if count:
+                log.info("room %s: %d presence record(s) of a vanished worker expired", room, count)
+                if not await self._announce(room):
+                    await self._emptied(room)
+                    emptied.append(room)
+        return emptied
+
+
+async def members(redis: aioredis.Redis, rooms: Iterable[str]) -> dict[str, list[str]]:
+    """Room -> usernames with a live record there (any worker), in one round trip."""
+    rooms = list(rooms)
+    pipe = redis.pipeline(transaction=False)
+    now = time.time()
+    for room in rooms:
+        pipe.zrangebyscore(Keys.room_members(room), now, "+inf")
+    results = await pipe.execute()
+    return {room: _usernames(m) for room, m in zip(rooms, results, strict=True)}
+
+
+async def online_users(redis: aioredis.Redis) -> dict[str, list[str]]:
+    """Lower-case username -> the rooms they have a socket in right now."""
+    names = [n.decode() for n in await redis.zrange(Keys.rooms, 0, -1)]
+    online: dict[str, list[str]] = {}
+    for room, users in (await members(redis, names)).items():
+        for name in users:
+            online.setdefault(name.lower(), []).append(room)
+    return {name: sorted(rooms, key=str.lower) for name, rooms in online.items()}
 
 
 def _usernames(members: list[bytes]) -> list[str]:

@@ -1,12 +1,20 @@
-"""Room names and the directory of rooms (names, last activity) kept in Redis."""
+"""A room's life in Redis: created by its first join, listed, searched, expired, deleted.
+
+A room exists while its id counter (`Keys.room_seq`) does. A join creates it
+and keeps it from expiring; when its last person leaves (on any worker) its
+keys expire after `chat.empty_room_ttl` seconds (0: at once); deleting it
+removes every key. The directory (`Keys.rooms`) scores rooms by last activity.
+"""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from chatapp.chat.presence import Presence
+from chatapp.chat import presence
+from chatapp.names import ROOM_RE
 from chatapp.store.keys import Keys
 
 
@@ -17,12 +25,39 @@ class RoomInfo:
     last_activity: float | None
 
 
-class RoomDirectory:
-    """Which rooms exist, how many people each has now, when each was last active."""
+@dataclass(frozen=True)
+class RoomRow:
+    """A room as the admin page shows it."""
 
-    def __init__(self, redis: aioredis.Redis, presence: Presence) -> None:
+    name: str
+    people: list[str]
+    messages: int
+    last_activity: float | None
+
+
+class RoomDirectory:
+    """Which rooms exist, who is in each now, when each was last active."""
+
+    def __init__(self, redis: aioredis.Redis, empty_room_ttl: int) -> None:
         self._redis = redis
-        self._presence = presence
+        self._empty_room_ttl = empty_room_ttl
+
+    @staticmethod
+    def touch(pipe: aioredis.client.Pipeline, room: str) -> None:
+        """Add to `pipe`: create the room if new, keep it from expiring, list it as active."""
+        pipe.set(Keys.room_seq(room), 0, nx=True)
+        pipe.persist(Keys.room_seq(room))
+        pipe.persist(Keys.room_history(room))
+        pipe.zadd(Keys.rooms, {room: time.time()})
+
+    async def exists(self, room: str) -> bool:
+        if not ROOM_RE.fullmatch(room or ""):
+            return False
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zscore(Keys.rooms, room)
+        pipe.exists(Keys.room_seq(room), Keys.room_history(room), Keys.room_members(room))
+        score, count = await pipe.execute()
+        return score is not None or count > 0
 
     async def list_rooms(self, limit: int = 500) -> list[RoomInfo]:
         """Rooms with people first, then by last activity."""
@@ -32,7 +67,9 @@ class RoomDirectory:
         for name in names:
             pipe.exists(Keys.room_seq(name))
         alive = await pipe.execute()
-        counts = await self._presence.counts(names)
+        counts = {
+            n: len(users) for n, users in (await presence.members(self._redis, names)).items()
+        }
         rooms, gone = [], []
         for (name, score), exists in zip(
             zip(names, (s for _, s in pairs), strict=True), alive, strict=True
@@ -45,3 +82,42 @@ class RoomDirectory:
             await self._redis.zrem(Keys.rooms, *gone)
         rooms.sort(key=lambda r: (r.count == 0, -(r.last_activity or 0)))
         return rooms
+
+    async def search(
+        self, query: str = "", offset: int = 0, limit: int = 50
+    ) -> tuple[int, list[RoomRow]]:
+        """Rooms whose name contains `query` (any case), newest activity first."""
+        pairs = await self._redis.zrevrange(Keys.rooms, 0, -1, withscores=True)
+        query = query.lower()
+        rooms = [(n.decode(), s) for n, s in pairs if not query or query in n.decode().lower()]
+        page = rooms[max(0, offset) : max(0, offset) + limit]
+        names = [name for name, _ in page]
+        pipe = self._redis.pipeline(transaction=False)
+        for name in names:
+            pipe.llen(Keys.room_history(name))
+        lengths = await pipe.execute()
+        people = await presence.members(self._redis, names)
+        rows = [
+            RoomRow(name, people[name], length, score or None)
+            for (name, score), length in zip(page, lengths, strict=True)
+        ]
+        return len(rooms), rows
+
+    async def expire_when_empty(self, room: str) -> None:
+        """The room's last person left: its keys expire (or go at once with ttl 0)."""
+        keys = [Keys.room_seq(room), Keys.room_history(room)]
+        pipe = self._redis.pipeline(transaction=True)
+        if self._empty_room_ttl == 0:
+            pipe.delete(*keys, Keys.room_members(room))
+            pipe.zrem(Keys.rooms, room)
+        else:
+            for key in keys:
+                pipe.expire(key, self._empty_room_ttl)
+        await pipe.execute()
+
+    async def delete(self, room: str) -> None:
+        """Remove the room's history, presence and listing (its sockets are closed first)."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(Keys.room_seq(room), Keys.room_history(room), Keys.room_members(room))
+        pipe.zrem(Keys.rooms, room)
+        await pipe.execute()

@@ -127,6 +127,7 @@ async def _admin_command(config: Config, command: str, target: str, password: st
     from chatapp.accounts.passwords import password_problems
     from chatapp.accounts.users import Accounts, LastSuperuser
     from chatapp.admin import AdminActions, NotFound
+    from chatapp.chat.rooms import RoomDirectory
     from chatapp.names import room_problem, username_problem
     from chatapp.store.client import make_store
 
@@ -141,7 +142,10 @@ async def _admin_command(config: Config, command: str, target: str, password: st
     try:
         await store.wait_ready(config.redis.connect_timeout)
         accounts = Accounts(store.raw, config.accounts.bcrypt_rounds)
-        admin = AdminActions(store.raw, accounts, session_cookie_name=config.session.cookie_name)
+        directory = RoomDirectory(store.raw, config.chat.empty_room_ttl)
+        admin = AdminActions(
+            store.raw, accounts, directory, session_cookie_name=config.session.cookie_name
+        )
         actor = _cli_actor()
         if command == "disable":
             user = await admin.disable_user(actor, target)

@@ -51,6 +51,9 @@ class Keys:
         return f"{PREFIX}room:{room}:channel"
 
     control_channel = PREFIX + "control"
+    # Held for one presence refresh period by the worker sweeping rooms no live
+    # worker has a socket in (see chat.presence).
+    presence_sweep_lease = PREFIX + "presence:sweep"
 
     @staticmethod
     def room_of_channel(channel: str) -> str:

@@ -16,8 +16,9 @@ from aiohttp import web
 from aiohttp_session import get_session
 
 from chatapp.accounts.users import LastSuperuser, User
-from chatapp.admin import NotFound, online_users, search_rooms
-from chatapp.appkeys import accounts_key, admin_key, store_key, user_key
+from chatapp.admin import NotFound
+from chatapp.appkeys import accounts_key, admin_key, rooms_key, store_key, user_key
+from chatapp.chat.presence import online_users
 from chatapp.names import ROOM_RULE, USERNAME_RULE, room_problem, username_problem
 
 routes = web.RouteTableDef()
@@ -107,10 +108,7 @@ async def _admin_page(request: web.Request, status: int = 200, error: str = "") 
     users, user_pager = await _paged(request, "page", accounts.search, q)
     online = await online_users(redis)
 
-    def rooms_search(query, offset, limit):
-        return search_rooms(redis, query, offset, limit)
-
-    rooms, room_pager = await _paged(request, "rpage", rooms_search, rq)
+    rooms, room_pager = await _paged(request, "rpage", request.app[rooms_key].search, rq)
 
     entries = await request.app[admin_key].audit.recent(AUDIT_SHOWN)
     session = await get_session(request)

@@ -18,7 +18,8 @@ from redis.exceptions import RedisError
 from chatapp.appkeys import chat_key, config_key
 from chatapp.chat.broker import RateLimited, Unavailable
 from chatapp.chat.frames import FrameError, parse_client_frame
-from chatapp.chat.hub import Connection, drop_connection
+from chatapp.chat.hub import Connection
+from chatapp.chat.wire import drop_connection
 from chatapp.names import ROOM_RE
 from chatapp.web.middlewares import SOCKET_ROUTE, socket_username
 
@@ -87,7 +88,6 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
         username,
         room,
         max_buffer=limits.send_buffer_bytes,
-        max_held=limits.send_queue_size,
     )
     max_length = limits.max_message_length
     try:

@@ -1,0 +1,228 @@
+"""Each room on this worker has one owner: its subscription, its last id, its joins.
+
+`LocalRoom` subscribes when its first local socket joins and unsubscribes a short
+grace after the last one leaves (a socket that reconnects at once finds the
+room still subscribed, as Centrifuge's node does). It knows the newest message
+id its sockets have been given, `last_id`, and that one number is the seam
+between history and the live feed:
+- a live frame whose id is not above `last_id` is a duplicate and is dropped;
+- a newcomer is added only once history has been read up to at least
+  `last_id`; the messages that history holds beyond `last_id` (stored, still
+  on their way from the subscriber) go to the sockets already there at once,
+  and the newcomer gets them in its history frame; their live copies are
+  then duplicates. No socket gets a message twice, none misses one.
+- after a reconnect of the subscriber, what was published meanwhile is read
+  from history after `last_id` and delivered in order.
+
+`LocalRooms` holds this worker's rooms by name and is what the subscriber hands
+its frames to (`SubscriberListener`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from redis.exceptions import ResponseError
+
+from chatapp.chat import frames
+from chatapp.chat.broker import Broker, History
+from chatapp.chat.control import ControlEvent
+from chatapp.chat.hub import Connection, Hub
+from chatapp.chat.subscriber import Subscriber
+
+log = logging.getLogger(__name__)
+
+UNSUBSCRIBE_GRACE = 2.0  # seconds a room stays subscribed after its last socket left
+# History re-reads a join makes while it is behind `last_id`: a live frame may
+# overtake the history read's reply (two connections); more than that means
+# Redis lost the room's messages.
+CATCH_UP_READS = 3
+
+
+class LocalRoom:
+    """One room on this worker: subscription, `last_id`, joins and gap fills."""
+
+    def __init__(
+        self, name: str, rooms: LocalRooms, hub: Hub, broker: Broker, subscriber: Subscriber
+    ) -> None:
+        self.name = name
+        self._rooms = rooms
+        self._hub = hub
+        self._broker = broker
+        self._subscriber = subscriber
+        self.last_id = 0  # the newest message id given to this room's sockets
+        self._joining = 0  # joins between their first await and their socket's start
+        self._dissolve: asyncio.TimerHandle | None = None
+
+    @property
+    def idle(self) -> bool:
+        return self._joining == 0 and not self._hub.has_room(self.name)
+
+    async def join(self, conn: Connection, after: int | None) -> None:
+        """Subscribe, read history, then start the socket with no gap and no duplicate."""
+        self._cancel_dissolve()
+        self._joining += 1
+        try:
+            await self._subscriber.subscribe(self.name)
+            # Read enough for the newcomer (after `after`) and for the sockets
+            # already here (after `last_id`), then make sure the read is not
+            # behind a live frame that overtook it.
+            start = after or 0
+            if self._hub.has_room(self.name):
+                start = min(start, self.last_id)
+            for _ in range(CATCH_UP_READS):
+                held = await self._broker.history(self.name, start)
+                if after is not None and after > held.last_id and start > 0:
+                    start = 0  # ids started over since the client's visit: it gets all
+                elif held.last_id >= self.last_id:
+                    break
+        finally:
+            self._joining -= 1
+            if self.idle:  # the join failed, and nobody else is here
+                self._dissolve_later()
+        # From here on no await: no live frame can slip in between.
+        if held.last_id < self.last_id:
+            self._start_over(held)
+        else:
+            self._deliver_held(held.messages)
+        if after is not None and after > held.last_id:
+            after = None  # ids started over since the client's last visit: all of it
+            truncated = True
+        else:
+            truncated = after is not None and after < held.first_id - 1
+        messages = (
+            held.messages if after is None else [m for m in held.messages if _after(m, after)]
+        )
+        self._hub.add(conn, frames.history_frame(messages, truncated))
+
+    def leave(self, conn: Connection) -> None:
+        """Forget a socket; unsubscribe a grace after the room's last one left."""
+        if self._hub.remove(conn) and self.idle:
+            self._dissolve_later()
+
+    def deliver(self, data: bytes) -> None:
+        """A frame from the subscriber: to every local socket, unless already given."""
+        message_id = frames.message_id(data)
+        if message_id is not None:
+            if message_id <= self.last_id:
+                return  # given already (history seam or gap fill)
+            self.last_id = message_id
+        self._hub.broadcast(self.name, data)
+
+    async def fill_gap(self, lost: bool) -> None:
+        """After a reconnect: deliver what was published meanwhile, in order."""
+        try:
+            held = await self._broker.history(self.name, None if lost else self.last_id)
+        except ResponseError as exc:  # this room's keys are broken, not the connection
+            log.error("room %s: cannot read history to fill the gap: %s", self.name, exc)
+            return
+        # A connection error propagates: the subscriber reconnects and fills again.
+        if lost or held.last_id < self.last_id:
+            self._start_over(held)
+            return
+        self._deliver_held(held.messages)
+        if held.messages:
+            log.info(
+                "room %s: delivered %d message(s) missed while reconnecting",
+                self.name,
+                len(held.messages),
+            )
+
+    def _deliver_held(self, messages: list[bytes]) -> None:
+        for data in messages:
+            self.deliver(data)
+
+    def _start_over(self, held: History) -> None:
+        """Redis lost the room (restarted without persistence): its ids start over.
+
+        Dropping ids up to `last_id` as duplicates would hide every new message,
+        so local sockets start over from what Redis holds now: a fresh history
+        frame, `truncated`, as after a long absence.
+        """
+        if self._hub.has_room(self.name):
+            log.warning(
+                "room %s: Redis lost its history; ids start over (now %d, were %d)",
+                self.name,
+                held.last_id,
+                self.last_id,
+            )
+            self._hub.flush_room(self.name)
+            self._hub.broadcast(self.name, frames.history_frame(held.messages, truncated=True))
+        self.last_id = held.last_id
+
+    def _dissolve_later(self) -> None:
+        if self._dissolve is None:
+            loop = asyncio.get_running_loop()
+            self._dissolve = loop.call_later(self._rooms.grace, self._dissolve_if_idle)
+
+    def _cancel_dissolve(self) -> None:
+        if self._dissolve is not None:
+            self._dissolve.cancel()
+            self._dissolve = None
+
+    def _dissolve_if_idle(self) -> None:
+        self._dissolve = None
+        if self.idle:
+            self._rooms.forget(self)
+            self._subscriber.unsubscribe(self.name)
+
+
+def _after(message: bytes, after: int) -> bool:
+    message_id = frames.message_id(message)
+    return message_id is not None and message_id > after
+
+
+class LocalRooms:
+    """This worker's rooms by name; the subscriber's listener."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        broker: Broker,
+        subscriber_factory: Callable[[LocalRooms], Subscriber],
+        on_control: Callable[[ControlEvent], None],
+        grace: float = UNSUBSCRIBE_GRACE,
+    ) -> None:
+        self.grace = grace
+        self._hub = hub
+        self._broker = broker
+        self._by_name: dict[str, LocalRoom] = {}
+        self._on_control = on_control
+        self.subscriber = subscriber_factory(self)
+
+    def get(self, name: str) -> LocalRoom:
+        room = self._by_name.get(name)
+        if room is None:
+            room = self._by_name[name] = LocalRoom(
+                name, self, self._hub, self._broker, self.subscriber
+            )
+        return room
+
+    def leave(self, conn: Connection) -> None:
+        room = self._by_name.get(conn.room)
+        if room is not None:
+            room.leave(conn)
+
+    def forget(self, room: LocalRoom) -> None:
+        if self._by_name.get(room.name) is room:
+            del self._by_name[room.name]
+
+    def stop(self) -> None:
+        for room in self._by_name.values():
+            room._cancel_dissolve()
+
+    # -- SubscriberListener ----------------------------------------------------------
+
+    def room_frame(self, room: str, data: bytes) -> None:
+        target = self._by_name.get(room)
+        if target is not None:
+            target.deliver(data)
+
+    def control(self, event: ControlEvent) -> None:
+        self._on_control(event)
+
+    async def resubscribed(self, lost: bool) -> None:
+        for room in list(self._by_name.values()):
+            await room.fill_gap(lost)

@@ -1,0 +1,250 @@
+"""A room on one worker: the seam between history and live frames, gap fills,
+starting over when Redis lost a room, and its subscription's lifetime.
+
+Unit tests of the chat core on the embedded memory:// store: the real broker
+stores and reads history; the subscriber is replaced by one the test drives,
+so it decides exactly when a published frame "arrives" on this worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from chatapp.chat import control
+from chatapp.chat.broker import Broker
+from chatapp.chat.hub import Connection, Hub
+from chatapp.chat.local_rooms import LocalRooms
+from chatapp.store.client import make_store
+
+from .test_hub import FakeSocket, FakeTransport, payloads
+
+
+class DrivenSubscriber:
+    """Confirms subscriptions at once; frames arrive only when the test says so."""
+
+    def __init__(self, listener) -> None:
+        self.listener = listener
+        self.rooms: set[str] = set()
+        self.unsubscribed = asyncio.Event()
+
+    async def subscribe(self, room: str) -> None:
+        self.rooms.add(room)
+
+    def unsubscribe(self, room: str) -> None:
+        self.rooms.discard(room)
+        self.unsubscribed.set()
+
+
+class World:
+    def __init__(self, broker: Broker, grace: float = 60.0) -> None:
+        self.hub = Hub()
+        self.broker = broker
+        self.events: list[control.ControlEvent] = []
+        self.rooms = LocalRooms(self.hub, broker, DrivenSubscriber, self.events.append, grace)
+        self.published: list[bytes] = []  # stored and "on their way" to this worker
+
+    @property
+    def subscriber(self) -> DrivenSubscriber:
+        return self.rooms.subscriber
+
+    async def store(self, text: str, room: str = "lobby") -> int:
+        """Store a message as another worker would; it has not arrived here yet."""
+        message_id = await self.broker.publish_message(room, "zed", text, None)
+        held = await self.broker.history(room, message_id - 1)
+        self.published.append(held.messages[0])
+        return message_id
+
+    def arrive(self, room: str = "lobby") -> None:
+        """Everything stored so far reaches this worker's subscriber, in order."""
+        for data in self.published:
+            self.rooms.room_frame(room, data)
+        self.published.clear()
+
+    async def join(self, after: int | None = None, room: str = "lobby") -> Connection:
+        conn = Connection(FakeSocket(), FakeTransport(), "ann", room, max_buffer=1 << 20)
+        await self.rooms.get(room).join(conn, after)
+        return conn
+
+
+def frames_of(conn: Connection) -> list[dict]:
+    return [f for w in conn.transport.writes for f in payloads(w)]
+
+
+def ids(conn: Connection) -> list:
+    """What a socket got: ["history", [ids in it]], then live ids, in order."""
+    out = []
+    for frame in frames_of(conn):
+        if frame["type"] == "history":
+            out.append(("history", [m["id"] for m in frame["messages"]], frame["truncated"]))
+        elif frame["type"] == "message":
+            out.append(frame["id"])
+    return out
+
+
+async def loop_turn() -> None:
+    await asyncio.sleep(0)  # the hub flushes in a call_soon callback
+
+
+@pytest.fixture
+async def world():
+    store = make_store("memory://")
+    broker = Broker(store, history_limit=100, rate_limit=1000, rate_window=10)
+    yield World(broker)
+    await store.close()
+
+
+async def test_first_socket_gets_the_history_then_live_frames(world):
+    await world.store("one")
+    world.arrive()  # arrives while nobody is here: nothing to do
+    ann = await world.join()
+    await world.store("two")
+    world.arrive()
+    await loop_turn()
+    assert ids(ann) == [("history", [1], False), 2]
+    assert "lobby" in world.subscriber.rooms
+
+
+async def test_message_in_history_and_still_on_its_way_reaches_everyone_once(world):
+    """Stored before a newcomer's history read, it arrives from Redis after it."""
+    ann = await world.join()
+    await world.store("one")
+    world.arrive()
+    await world.store("two")  # stored ...
+    await world.store("three")  # ... and still on their way when ben joins
+    ben = await world.join()
+    world.arrive()  # the late copies of 2 and 3
+    await world.store("four")
+    world.arrive()
+    await loop_turn()
+    assert ids(ben) == [("history", [1, 2, 3], False), 4]
+    assert ids(ann) == [("history", [], False), 1, 2, 3, 4]
+
+
+async def test_live_frame_that_overtakes_the_history_read_is_not_lost(world):
+    """The history read and the subscriber are two connections: a frame published
+    after the read can reach the worker before the read's reply does."""
+    ann = await world.join()
+    read = world.broker.history
+
+    async def overtaken_read(room, after=None):
+        held = await read(room, after)
+        if not overtaken:
+            world.broker.history = read  # once
+            overtaken.append(await world.store("overtaking"))
+            world.arrive()
+        return held
+
+    overtaken: list[int] = []
+    world.broker.history = overtaken_read
+    ben = await world.join()
+    await loop_turn()
+    assert overtaken == [1]
+    assert ids(ben) == [("history", [1], False)]
+    assert ids(ann) == [("history", [], False), 1]
+
+
+async def test_resume_after_an_id_gets_only_what_came_later(world):
+    for text in ("a", "b", "c"):
+        await world.store(text)
+    world.arrive()
+    ann = await world.join(after=1)
+    assert ids(ann) == [("history", [2, 3], False)]
+
+
+async def test_resume_from_before_the_oldest_held_message_is_truncated():
+    store = make_store("memory://")
+    world = World(Broker(store, history_limit=2, rate_limit=1000, rate_window=10))
+    try:
+        for text in ("a", "b", "c", "d"):
+            await world.store(text)
+        ann = await world.join(after=1)
+        assert ids(ann) == [("history", [3, 4], True)]
+    finally:
+        await store.close()
+
+
+async def test_resume_past_the_newest_id_gets_everything_held_as_truncated(world):
+    """Ids beyond the room's newest: Redis lost the room since the client was here."""
+    await world.store("a")
+    ann = await world.join(after=40)
+    assert ids(ann) == [("history", [1], True)]
+
+
+async def test_gap_fill_after_a_reconnect_delivers_what_was_missed_in_order(world):
+    ann = await world.join()
+    await world.store("one")
+    world.arrive()
+    await world.store("two")  # published while the subscriber was away: lost ...
+    await world.store("three")
+    world.published.clear()
+    await world.rooms.resubscribed(lost=False)  # ... and filled from history
+    await world.store("four")
+    world.arrive()
+    await loop_turn()
+    assert ids(ann) == [("history", [], False), 1, 2, 3, 4]
+
+
+async def test_redis_that_lost_the_room_makes_its_sockets_start_over(world):
+    ann = await world.join()
+    for text in ("one", "two"):
+        await world.store(text)
+    world.arrive()
+    await world.broker._redis.flushall()  # Redis restarted without persistence
+    world.published.clear()
+    await world.store("new one")  # ids start over at 1
+    await world.rooms.resubscribed(lost=True)
+    await world.store("new two")
+    world.arrive()
+    await loop_turn()
+    assert ids(ann) == [("history", [], False), 1, 2, ("history", [1], True), 2]
+
+
+async def test_newcomer_to_a_room_redis_lost_starts_over_with_the_others(world):
+    ann = await world.join()
+    for text in ("one", "two"):
+        await world.store(text)
+    world.arrive()
+    await world.broker._redis.flushall()
+    world.published.clear()
+    ben = await world.join()
+    await world.store("new one")
+    world.arrive()
+    await loop_turn()
+    assert ids(ben) == [("history", [], False), 1]
+    assert ids(ann) == [("history", [], False), 1, 2, ("history", [], True), 1]
+
+
+async def test_room_unsubscribes_only_after_the_grace_and_a_quick_return_cancels_it():
+    store = make_store("memory://")
+    world = World(Broker(store, history_limit=10, rate_limit=1000, rate_window=10), grace=0.05)
+    try:
+        ann = await world.join()
+        world.rooms.leave(ann)
+        ben = await world.join()  # back within the grace: still the same room
+        room = world.rooms.get("lobby")
+        await world.store("kept")
+        world.arrive()
+        await loop_turn()
+        assert ids(ben)[-1] == 1
+        assert room.last_id == 1
+        world.rooms.leave(ben)
+        await asyncio.wait_for(world.subscriber.unsubscribed.wait(), 5)
+        assert "lobby" not in world.subscriber.rooms
+        assert world.rooms.get("lobby") is not room  # forgotten: a new owner next time
+    finally:
+        await store.close()
+
+
+async def test_frames_of_rooms_without_a_local_socket_are_ignored(world):
+    world.rooms.room_frame("nowhere", b'{"type":"message","id":1}')
+    assert world.hub.rooms() == []
+
+
+def test_control_events_round_trip_and_garbage_is_refused():
+    for event in (control.CloseUser("ann", "logged out"), control.CloseRoom("lobby", "gone")):
+        assert control.decode(control.encode(event)) == event
+    for garbage in (b"not json", b"[]", b'{"action": "close_user"}', b'{"action": "dance"}'):
+        with pytest.raises(control.BadControlEvent):
+            control.decode(garbage)
