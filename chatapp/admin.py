@@ -19,15 +19,18 @@ from chatapp.accounts.audit import AuditLog
 from chatapp.accounts.sessions import end_all_sessions
 from chatapp.accounts.users import Accounts, User
 from chatapp.chat import control
-from chatapp.chat.control import CloseRoom, CloseUser
+from chatapp.chat.control import (
+    LOGGED_OUT,
+    ROOM_DELETED,
+    USER_DISABLED,
+    CloseRoom,
+    CloseUser,
+)
 from chatapp.chat.rooms import RoomDirectory
 from chatapp.store.keys import Keys
 
 log = logging.getLogger(__name__)
 
-USER_DISABLED = "user disabled"
-ROOM_DELETED = "room deleted"
-LOGGED_OUT = "logged out"
 
 # How long deleting a room waits for the closed sockets to leave before the
 # keys go, so a message sent in the meantime cannot bring the history back.

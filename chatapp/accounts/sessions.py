@@ -127,14 +127,19 @@ async def start_session(request: web.Request, username: str) -> Session:
     return session
 
 
-async def end_session(request: web.Request) -> None:
-    """Log out: the server-side session is deleted, so a replayed cookie is anonymous."""
+async def end_session(request: web.Request) -> str | None:
+    """Log out: the server-side session is deleted, so a replayed cookie is anonymous.
+
+    Returns the id of the session that ended (None if there was none).
+    """
     storage = _storage(request)
     session = await get_session(request)
     user = session.get("user")
-    if user and session.identity is not None:
-        await storage.redis.srem(Keys.user_sessions(user), str(session.identity))
+    ended = str(session.identity) if user and session.identity is not None else None
+    if ended:
+        await storage.redis.srem(Keys.user_sessions(user), ended)
     session.invalidate()
+    return ended
 
 
 async def end_all_sessions(redis: aioredis.Redis, cookie_name: str, username: str) -> int:

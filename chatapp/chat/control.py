@@ -14,6 +14,11 @@ import redis.asyncio as aioredis
 
 from chatapp.store.keys import Keys
 
+# Reasons sent with the 1008 close (PROTOCOL.md: logged out, user disabled, room deleted).
+LOGGED_OUT = "logged out"
+USER_DISABLED = "user disabled"
+ROOM_DELETED = "room deleted"
+
 
 @dataclass(frozen=True)
 class CloseUser:
@@ -31,7 +36,15 @@ class CloseRoom:
     reason: str
 
 
-ControlEvent = CloseUser | CloseRoom
+@dataclass(frozen=True)
+class CloseSessions:
+    """Close every socket opened with one of `session_ids` with 1008 (the sessions ended)."""
+
+    session_ids: tuple[str, ...]
+    reason: str
+
+
+ControlEvent = CloseUser | CloseRoom | CloseSessions
 
 
 class BadControlEvent(ValueError):
@@ -41,8 +54,11 @@ class BadControlEvent(ValueError):
 def encode(event: ControlEvent) -> bytes:
     if isinstance(event, CloseUser):
         data = {"action": "close_user", "username": event.username, "reason": event.reason}
-    else:
+    elif isinstance(event, CloseRoom):
         data = {"action": "close_room", "room": event.room, "reason": event.reason}
+    else:
+        data = {"action": "close_sessions", "sessions": list(event.session_ids)}
+        data["reason"] = event.reason
     return json.dumps(data).encode()
 
 
@@ -56,6 +72,8 @@ def decode(data: bytes) -> ControlEvent:
             return CloseUser(str(event["username"]), reason)
         if action == "close_room":
             return CloseRoom(str(event["room"]), reason)
+        if action == "close_sessions" and isinstance(event["sessions"], list):
+            return CloseSessions(tuple(str(s) for s in event["sessions"]), reason)
     except (ValueError, TypeError, KeyError):
         pass
     raise BadControlEvent(f"not a control event: {data[:100]!r}")

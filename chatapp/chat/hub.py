@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 class Connection:
-    """One socket: its user, its room, its transport, and when its peer last spoke."""
+    """One socket: its user and session, its room, its transport, when its peer last spoke."""
 
     __slots__ = (
         "_max_buffer",
@@ -36,6 +36,7 @@ class Connection:
         "on_slow",
         "pong_due",
         "room",
+        "session_id",
         "transport",
         "username",
         "ws",
@@ -49,11 +50,14 @@ class Connection:
         room: str,
         *,
         max_buffer: int,
+        session_id: str = "",
     ) -> None:
         self.ws = ws
         self.transport = transport
         self.username = username
         self.room = room
+        # The session the socket was opened with: when it ends, the socket closes.
+        self.session_id = session_id
         self._max_buffer = max_buffer
         self.closing = False
         self.on_slow: Callable[[], None] | None = None  # set by the hub
@@ -201,12 +205,21 @@ class Hub:
     def socket_count(self) -> int:
         return sum(len(m) for m in self._rooms.values())
 
-    async def close_where(self, code: int, reason: str, *, room=None, username=None) -> int:
-        """Close the sockets of a room and/or a user; return how many."""
+    async def close_where(
+        self,
+        code: int,
+        reason: str,
+        *,
+        room: str | None = None,
+        username: str | None = None,
+        sessions: set[str] | None = None,
+    ) -> int:
+        """Close the sockets of a room, a user and/or some sessions; return how many."""
         targets = [
             c
             for c in self.connections(room)
-            if username is None or c.username.lower() == username.lower()
+            if (username is None or c.username.lower() == username.lower())
+            and (sessions is None or c.session_id in sessions)
         ]
         await asyncio.gather(*(c.close(code, reason) for c in targets))
         return len(targets)

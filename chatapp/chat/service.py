@@ -13,17 +13,19 @@ from dataclasses import dataclass
 
 from chatapp.chat import frames
 from chatapp.chat.broker import Broker
-from chatapp.chat.control import CloseRoom, CloseUser, ControlEvent
+from chatapp.chat.control import CloseRoom, CloseSessions, CloseUser, ControlEvent
 from chatapp.chat.heartbeat import Heartbeat
 from chatapp.chat.hub import Connection, Hub
 from chatapp.chat.local_rooms import LocalRooms
 from chatapp.chat.presence import Presence
 from chatapp.chat.rooms import RoomDirectory
+from chatapp.chat.session_watch import SessionWatch
 from chatapp.chat.subscriber import Subscriber
 from chatapp.chat.wire import GOING_AWAY, POLICY
 from chatapp.config import Config
 from chatapp.metrics import Metrics
 from chatapp.store.client import Store
+from chatapp.store.keys import Keys
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,13 @@ class ChatService:
             on_control=self._control,
         )
         self.heartbeat = Heartbeat(self.hub, chat.heartbeat_seconds)
+        cookie = config.session.cookie_name
+        self.session_watch = SessionWatch(
+            self.hub,
+            store.raw,
+            lambda session_id: Keys.session(cookie, session_id),
+            chat.heartbeat_seconds,
+        )
         self._tasks: set[asyncio.Task] = set()
         metrics.counter("chatapp_messages_stored_total", "Messages stored by this worker")
         metrics.counter("chatapp_errors_sent_total", "Error frames sent to clients")
@@ -81,10 +90,12 @@ class ChatService:
         await self.rooms.subscriber.start()
         self.presence.start()
         self.heartbeat.start()
+        self.session_watch.start()
 
     async def stop(self) -> None:
         """Close every socket with 1001, withdraw presence, stop listening."""
         await self.heartbeat.stop()
+        await self.session_watch.stop()
         await self.close_all(GOING_AWAY, "server shutting down")
         await self.presence.stop()
         self.rooms.stop()
@@ -135,6 +146,8 @@ class ChatService:
             coro = self.hub.close_where(POLICY, event.reason, username=event.username)
         elif isinstance(event, CloseRoom):
             coro = self.hub.close_where(POLICY, event.reason, room=event.room)
+        elif isinstance(event, CloseSessions):
+            coro = self.hub.close_where(POLICY, event.reason, sessions=set(event.session_ids))
         else:  # a new kind of event from a newer worker: not ours to act on
             return
         task = asyncio.get_running_loop().create_task(coro)

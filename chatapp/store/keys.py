@@ -18,7 +18,6 @@ class Keys:
     epoch = PREFIX + "epoch"
     users = PREFIX + "users"  # zset: lower-case name -> joined time
     rooms = PREFIX + "rooms"  # zset: room name -> last activity time
-    session_prefix = PREFIX + "session"  # aiohttp-session adds "_<id>"
     audit = PREFIX + "audit"  # list, newest first, capped: admin actions (JSON)
 
     @staticmethod
@@ -30,8 +29,13 @@ class Keys:
         return f"{PREFIX}user:{name.lower()}:sessions"
 
     @staticmethod
-    def session(session_id: str) -> str:
-        return f"{Keys.session_prefix}_{session_id}"
+    def session(cookie_name: str, session_id: str) -> str:
+        """A session, as aiohttp-session's RedisStorage names it: `<cookie name>_<id>`.
+
+        The one key outside the `chatapp:` prefix: the storage builds it from
+        `session.cookie_name`.
+        """
+        return f"{cookie_name}_{session_id}"
 
     @staticmethod
     def room_seq(room: str) -> str:

@@ -21,7 +21,7 @@ from chatapp.chat.frames import FrameError, parse_client_frame
 from chatapp.chat.hub import Connection
 from chatapp.chat.wire import drop_connection
 from chatapp.names import ROOM_RE
-from chatapp.web.middlewares import SOCKET_ROUTE, socket_username
+from chatapp.web.middlewares import SOCKET_ROUTE, socket_user
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -56,13 +56,14 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
     room = request.match_info["room"]
     # Who asks comes first: anyone not logged in gets 403, whatever the room.
     try:
-        username = await socket_username(request)
+        who = await socket_user(request)
     except RedisError as exc:
         # An outage, not a bug: one line, and a status that says "come back".
         log.warning("refused socket to %r: Redis unavailable (%s)", room, exc)
         raise web.HTTPServiceUnavailable(text="Store unavailable; try again.") from None
-    if username is None:
+    if who is None:
         raise web.HTTPForbidden(text="Log in first.")
+    username, session_id = who
     if not ROOM_RE.fullmatch(room):
         raise web.HTTPNotFound(text="No such room: room names are letters, digits and _.")
     config = request.app[config_key]
@@ -88,6 +89,7 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
         username,
         room,
         max_buffer=limits.send_buffer_bytes,
+        session_id=session_id,
     )
     max_length = limits.max_message_length
     try:

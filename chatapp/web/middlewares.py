@@ -78,7 +78,7 @@ def socket_gate(request: web.Request, handler):
     A socket's request lives for hours, and so does every coroutine frame on
     its stack, with what it holds. A socket needs none of the page
     middlewares (no error page: it gets a bare status; no CSRF: a GET), and
-    checks its own session before the upgrade (`socket_username`). Not a
+    checks its own session before the upgrade (`socket_user`). Not a
     coroutine: returning the next coroutine adds no frame of its own.
     Outermost, so it runs first.
     """
@@ -89,8 +89,8 @@ def socket_gate(request: web.Request, handler):
     return handler(request)
 
 
-async def socket_username(request: web.Request) -> str | None:
-    """The logged-in, enabled user of a socket handshake, or None.
+async def socket_user(request: web.Request) -> tuple[str, str] | None:
+    """The logged-in, enabled user of a socket handshake and its session id, or None.
 
     Keeps nothing on the request (no session, no user record, no parsed
     cookies): the socket never writes its session, and whatever the
@@ -98,7 +98,9 @@ async def socket_username(request: web.Request) -> str | None:
     """
     session = await request.app[SESSION_STORAGE].load_session(request)
     user = await _enabled_user(request, session.get("user"))
-    return None if user is None else user.username
+    if user is None or session.identity is None:
+        return None
+    return user.username, str(session.identity)
 
 
 @web.middleware

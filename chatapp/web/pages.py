@@ -11,7 +11,9 @@ from aiohttp_session import get_session
 from chatapp.accounts.passwords import MIN_LENGTH, password_problems
 from chatapp.accounts.sessions import csrf_token_of, end_session, start_session
 from chatapp.accounts.users import UsernameTaken
-from chatapp.appkeys import accounts_key, config_key, throttle_key, user_key
+from chatapp.appkeys import accounts_key, config_key, store_key, throttle_key, user_key
+from chatapp.chat import control
+from chatapp.chat.control import LOGGED_OUT, CloseSessions
 from chatapp.names import USERNAME_RULE, username_problem
 from chatapp.web.netutil import client_address, parse_networks, safe_next
 
@@ -160,6 +162,8 @@ async def login(request: web.Request) -> web.Response:
 @routes.post("/logout/")
 async def logout(request: web.Request) -> web.Response:
     user = request[user_key]
-    await end_session(request)
+    session_id = await end_session(request)
+    if session_id:  # its sockets close on every worker (1008)
+        await control.publish(request.app[store_key].raw, CloseSessions((session_id,), LOGGED_OUT))
     log.info("logout %s", user.username if user else "?")
     raise web.HTTPFound("/login/")
