@@ -90,6 +90,10 @@ class ChatConfig:
     # Seconds a worker's presence record lives unrefreshed: how long a killed
     # worker's people still show as present. Refreshed every quarter of it.
     presence_ttl: float = field(default=20.0, metadata=_limits(1, 3600))
+    # Quotas: open sockets one person may hold on one worker, and rooms one
+    # person may create per hour (by opening a room that does not exist).
+    max_sockets_per_user: int = field(default=50, metadata=_limits(1, None))
+    rooms_per_hour: int = field(default=20, metadata=_limits(0, None))
 
 
 @dataclass(frozen=True)

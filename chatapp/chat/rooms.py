@@ -17,6 +17,24 @@ from chatapp.chat import presence
 from chatapp.names import ROOM_RE
 from chatapp.store.keys import Keys
 
+# KEYS: the room's seq, the creator's hourly counter; ARGV: quota.
+# Returns 1: the room exists; 2: created now; 0: refused (quota reached).
+_ADMIT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
+local made = redis.call('INCR', KEYS[2])
+if made == 1 then redis.call('EXPIRE', KEYS[2], 3600) end
+if made > tonumber(ARGV[1]) then
+  redis.call('DECR', KEYS[2])
+  return 0
+end
+redis.call('SET', KEYS[1], 0)
+return 2
+"""
+
+
+class RoomQuotaReached(Exception):
+    """The person has created `chat.rooms_per_hour` rooms this hour."""
+
 
 @dataclass(frozen=True)
 class RoomInfo:
@@ -38,9 +56,29 @@ class RoomRow:
 class RoomDirectory:
     """Which rooms exist, who is in each now, when each was last active."""
 
-    def __init__(self, redis: aioredis.Redis, empty_room_ttl: int) -> None:
+    def __init__(self, redis: aioredis.Redis, empty_room_ttl: int, rooms_per_hour: int) -> None:
         self._redis = redis
         self._empty_room_ttl = empty_room_ttl
+        self._rooms_per_hour = rooms_per_hour
+        self._admit = redis.register_script(_ADMIT)
+
+    async def admit(self, room: str, username: str) -> bool:
+        """Make sure `room` exists, creating it on `username`'s hourly quota.
+
+        Return True if it was created now; raise RoomQuotaReached (nothing
+        created) if it did not exist and the person's quota is spent.
+        """
+        result = await self._admit(
+            keys=[Keys.room_seq(room), Keys.rooms_created(username)], args=[self._rooms_per_hour]
+        )
+        if result == 0:
+            raise RoomQuotaReached(room)
+        return result == 2
+
+    async def can_create(self, username: str) -> bool:
+        """Whether `username` may still create a room this hour (for forms)."""
+        made = await self._redis.get(Keys.rooms_created(username))
+        return int(made or 0) < self._rooms_per_hour
 
     @staticmethod
     def touch(pipe: aioredis.client.Pipeline, room: str) -> None:

@@ -9,6 +9,7 @@ people, the directory keeps rooms' lives, the heartbeat pings.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import dataclass
 
 from chatapp.chat import frames
@@ -18,7 +19,7 @@ from chatapp.chat.heartbeat import Heartbeat
 from chatapp.chat.hub import Connection, Hub
 from chatapp.chat.local_rooms import LocalRooms
 from chatapp.chat.presence import Presence
-from chatapp.chat.rooms import RoomDirectory
+from chatapp.chat.rooms import RoomDirectory, RoomQuotaReached
 from chatapp.chat.session_watch import SessionWatch
 from chatapp.chat.subscriber import Subscriber
 from chatapp.chat.wire import GOING_AWAY, POLICY
@@ -26,6 +27,15 @@ from chatapp.config import Config
 from chatapp.metrics import Metrics
 from chatapp.store.client import Store
 from chatapp.store.keys import Keys
+
+
+class Refused(Exception):
+    """A join past a quota: the socket gets an `error` frame, then a 1008 close."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,11 @@ class ChatService:
             emptied=self._room_emptied,
             record_ttl=chat.presence_ttl,
         )
-        self.directory = RoomDirectory(store.raw, chat.empty_room_ttl)
+        self.directory = RoomDirectory(store.raw, chat.empty_room_ttl, chat.rooms_per_hour)
+        self._max_sockets = chat.max_sockets_per_user
+        self._rooms_per_hour = chat.rooms_per_hour
+        self._sockets_of: Counter[str] = Counter()  # lower-case username -> open sockets
+        self._counted: set[Connection] = set()
         self.rooms = LocalRooms(
             self.hub,
             self.broker,
@@ -109,13 +123,41 @@ class ChatService:
     # -- joining and leaving -------------------------------------------------------
 
     async def join(self, conn: Connection, after: int | None) -> None:
-        """Start the socket on its room (history, then live), then record presence."""
+        """Start the socket on its room (history, then live), then record presence.
+
+        Raise Refused past a quota: too many sockets of one person on this
+        worker, or a new room past the person's hourly quota (nothing created).
+        """
+        user = conn.username.lower()
+        if self._sockets_of[user] >= self._max_sockets:
+            raise Refused(
+                "too_many_sockets",
+                f"You already have {self._max_sockets} chat connections open here, "
+                "the most allowed: close some tabs and reload.",
+            )
+        self._sockets_of[user] += 1
+        self._counted.add(conn)
+        if not self.hub.has_room(conn.room):  # else it surely exists
+            try:
+                await self.directory.admit(conn.room, conn.username)
+            except RoomQuotaReached:
+                raise Refused(
+                    "room_quota",
+                    f"You have created {self._rooms_per_hour} rooms in the last hour, "
+                    "the most allowed: join an existing room, or try again later.",
+                ) from None
         await self.rooms.get(conn.room).join(conn, after)
         pipe = self._redis.pipeline(transaction=True)
         self.directory.touch(pipe, conn.room)
         await self.presence.join(conn.room, conn.username, pipe)
 
     async def leave(self, conn: Connection) -> None:
+        if conn in self._counted:
+            self._counted.discard(conn)
+            user = conn.username.lower()
+            self._sockets_of[user] -= 1
+            if self._sockets_of[user] <= 0:
+                del self._sockets_of[user]
         self.rooms.leave(conn)
         await self.presence.leave(conn.room, conn.username)
 

@@ -142,7 +142,7 @@ async def _admin_command(config: Config, command: str, target: str, password: st
     try:
         await store.wait_ready(config.redis.connect_timeout)
         accounts = Accounts(store.raw, config.accounts.bcrypt_rounds)
-        directory = RoomDirectory(store.raw, config.chat.empty_room_ttl)
+        directory = RoomDirectory(store.raw, config.chat.empty_room_ttl, config.chat.rooms_per_hour)
         admin = AdminActions(
             store.raw, accounts, directory, session_cookie_name=config.session.cookie_name
         )

@@ -68,6 +68,11 @@ class Keys:
         return f"{PREFIX}rate:{username.lower()}"
 
     @staticmethod
+    def rooms_created(username: str) -> str:
+        """Counter of rooms `username` created in the current hour (expires with it)."""
+        return f"{PREFIX}quota:rooms:{username.lower()}"
+
+    @staticmethod
     def login_failures_user(name: str) -> str:
         return f"{PREFIX}throttle:login:user:{name.lower()}"
 

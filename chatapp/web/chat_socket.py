@@ -19,7 +19,8 @@ from chatapp.appkeys import chat_key, config_key
 from chatapp.chat.broker import RateLimited, Unavailable
 from chatapp.chat.frames import FrameError, parse_client_frame
 from chatapp.chat.hub import Connection
-from chatapp.chat.wire import drop_connection
+from chatapp.chat.service import Refused
+from chatapp.chat.wire import POLICY, drop_connection
 from chatapp.names import ROOM_RE
 from chatapp.web.middlewares import SOCKET_ROUTE, socket_user
 
@@ -109,6 +110,10 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
             elif msg.type == WSMsgType.ERROR:
                 log.info("socket of %s in %s: %s", conn.username, room, ws.exception())
                 break
+    except Refused as refusal:
+        log.info("socket of %s in %s refused: %s", username, room, refusal.code)
+        chat.send_error(conn, refusal.code, refusal.detail)
+        await conn.close(POLICY, refusal.code)
     except (Unavailable, RedisError, OSError, TimeoutError) as exc:
         # After the upgrade there is no HTTP answer to give: log, close, leave.
         log.warning("socket of %s in %s ended: store unavailable (%s)", username, room, exc)

@@ -1,0 +1,61 @@
+"""Quotas: sockets one person may hold, rooms one person may create per hour.
+
+Past a quota the socket gets an `error` frame naming it, then a 1008 close;
+nothing is created.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from chatapp.app import create_app
+
+from .chat_client import Person
+from .conftest import make_config
+
+
+@pytest.fixture
+def start_server(aiohttp_server, redis_url):
+    async def start(**chat) -> str:
+        config = make_config(redis_url, chat={"rate_limit_messages": 1_000_000, **chat})
+        server = await aiohttp_server(create_app(config))
+        return str(server.make_url("")).rstrip("/")
+
+    return start
+
+
+async def test_socket_past_the_per_person_limit_gets_an_error_and_1008(start_server):
+    base = await start_server(max_sockets_per_user=3)
+    async with Person(base, "ann") as ann, Person(base, "bob") as bob:
+        kept = [await ann.join("lobby") for _ in range(3)]
+        for sock in kept:
+            await sock.next("history")
+        extra = await ann.join("lobby")
+        error = await extra.next("error")
+        assert error["code"] == "too_many_sockets"
+        assert "3" in error["detail"]
+        assert await extra.closed() == aiohttp.WSCloseCode.POLICY_VIOLATION
+        other = await bob.join("lobby")  # someone else is not affected
+        await other.next("history")
+        await kept[0].close()  # a closed socket frees its place
+        again = await ann.join("lobby")
+        assert (await again.next("history"))["type"] == "history"
+
+
+async def test_rooms_past_the_hourly_quota_are_refused_and_not_created(start_server):
+    base = await start_server(rooms_per_hour=2)
+    async with Person(base, "ann") as ann, Person(base, "bob") as bob:
+        for room in ("first", "second"):
+            sock = await ann.join(room)
+            await sock.next("history")
+        third = await ann.join("third")
+        error = await third.next("error")
+        assert error["code"] == "room_quota"
+        assert await third.closed() == aiohttp.WSCloseCode.POLICY_VIOLATION
+        listed = await (await ann.http.get(base + "/api/rooms")).json()
+        assert sorted(r["name"] for r in listed["rooms"]) == ["first", "second"]
+        existing = await ann.join("first")  # joining a room that exists costs nothing
+        await existing.next("history")
+        theirs = await bob.join("third")  # another person has their own quota
+        await theirs.next("history")
