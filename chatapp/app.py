@@ -33,7 +33,7 @@ from chatapp.appkeys import (
 from chatapp.chat.service import ChatService
 from chatapp.chat.wire import GOING_AWAY
 from chatapp.config import ENV_CONFIG_PATH, Config, ConfigError, load_config
-from chatapp.logs import setup_logging
+from chatapp.logs import install_one_line_records, setup_logging
 from chatapp.metrics import Metrics
 from chatapp.paths import find_dir
 from chatapp.store.client import Store, StoreUnavailable, make_store
@@ -142,6 +142,7 @@ def _refuse_to_start(message: str) -> NoReturn:
 
 def create_app(config: Config | None = None) -> web.Application:
     """Build the application; reads `$CHATAPP_CONFIG` (default config.yaml) when no config."""
+    install_one_line_records()
     if config is None:
         try:
             config = load_config(os.environ.get(ENV_CONFIG_PATH, "config.yaml"))
