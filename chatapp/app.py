@@ -181,9 +181,11 @@ def create_app(config: Config | None = None) -> web.Application:
     app[accounts_key] = Accounts(store.raw, config.accounts.bcrypt_rounds)
     app[throttle_key] = LoginThrottle(
         store.raw,
-        per_user=config.accounts.login_failures_per_user,
+        per_pair=config.accounts.login_failures_per_user,
         per_address=config.accounts.login_failures_per_address,
+        per_user_total=config.accounts.login_failures_per_user_total,
         window=config.accounts.login_failure_window,
+        registrations_per_address=config.accounts.registrations_per_address,
     )
     app[chat_key] = chat = ChatService(store, config, app[metrics_key])
     app[rooms_key] = chat.directory

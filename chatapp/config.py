@@ -67,9 +67,13 @@ class SecurityConfig:
 @dataclass(frozen=True)
 class AccountsConfig:
     bcrypt_rounds: int = field(default=12, metadata=_limits(4, 31))
+    # Failed sign-ins per window: per username from one address, per address,
+    # and per username from all addresses (see chatapp.accounts.throttle).
     login_failures_per_user: int = field(default=10, metadata=_limits(1, None))
     login_failures_per_address: int = field(default=50, metadata=_limits(1, None))
+    login_failures_per_user_total: int = field(default=100, metadata=_limits(1, None))
     login_failure_window: int = field(default=900, metadata=_limits(1, None))
+    registrations_per_address: int = field(default=10, metadata=_limits(1, None))
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,12 @@ names are unique regardless of case; the displayed name keeps its case.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from chatapp.accounts import passwords
+from chatapp.accounts.hashing import Hasher
 from chatapp.names import USERNAME_RE
 from chatapp.store.keys import Keys
 
@@ -88,13 +87,15 @@ class Accounts:
 
     def __init__(self, redis: aioredis.Redis, bcrypt_rounds: int) -> None:
         self._redis = redis
-        self._rounds = bcrypt_rounds
+        self.hasher = Hasher(bcrypt_rounds)
         self._create = redis.register_script(_CREATE_SCRIPT)
         self._guarded_flag = redis.register_script(_GUARDED_FLAG_SCRIPT)
-        self._dummy_hash: str | None = None
 
     async def _hash(self, password: str) -> str:
-        return await asyncio.to_thread(passwords.hash_password, password, self._rounds)
+        return await self.hasher.hash(password)
+
+    def close(self) -> None:
+        self.hasher.close()
 
     async def create(self, username: str, password: str, *, superuser: bool = False) -> User:
         """Store a new user; raise UsernameTaken if the name exists in any case."""
@@ -127,16 +128,9 @@ class Accounts:
         if USERNAME_RE.fullmatch(username or ""):
             stored = await self._redis.hmget(Keys.user(username), "pw")
             stored = stored[0].decode() if stored and stored[0] else None
-        hashed = stored or await self._get_dummy_hash()
-        ok = await asyncio.to_thread(passwords.check_password, password, hashed)
-        if not (ok and stored):
+        if not await self.hasher.check(password, stored):
             return None
         return await self.get(username)
-
-    async def _get_dummy_hash(self) -> str:
-        if self._dummy_hash is None:
-            self._dummy_hash = await self._hash("not a password of anyone")
-        return self._dummy_hash
 
     async def record_login(self, username: str) -> None:
         await self._redis.hset(Keys.user(username), "last_login", repr(time.time()))

@@ -72,10 +72,20 @@ class Keys:
         """Counter of rooms `username` created in the current hour (expires with it)."""
         return f"{PREFIX}quota:rooms:{username.lower()}"
 
+    # Throttles (chatapp.accounts.throttle): one counter per key, names and
+    # addresses already made short and safe by the throttle.
     @staticmethod
-    def login_failures_user(name: str) -> str:
-        return f"{PREFIX}throttle:login:user:{name.lower()}"
+    def login_attempts_pair(name: str, address: str) -> str:
+        return f"{PREFIX}throttle:login:pair:{name}:{address}"
 
     @staticmethod
-    def login_failures_address(address: str) -> str:
+    def login_attempts_address(address: str) -> str:
         return f"{PREFIX}throttle:login:addr:{address}"
+
+    @staticmethod
+    def login_attempts_user(name: str) -> str:
+        return f"{PREFIX}throttle:login:user:{name}"
+
+    @staticmethod
+    def registrations_address(address: str) -> str:
+        return f"{PREFIX}throttle:register:addr:{address}"

@@ -8,6 +8,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from aiohttp_session import get_session
 
+from chatapp.accounts.hashing import Busy
 from chatapp.accounts.passwords import MIN_LENGTH, password_problems
 from chatapp.accounts.sessions import csrf_token_of, end_session, start_session
 from chatapp.accounts.users import UsernameTaken
@@ -24,6 +25,18 @@ BAD_LOGIN = (
     "Please enter a correct username and password. Note that both fields may be case-sensitive."
 )
 DISABLED = "This account has been disabled. Ask an administrator to enable it."
+TOO_MANY_REGISTRATIONS = (
+    "Too many accounts were created from your address. Try again in {minutes} minutes."
+)
+BUSY = "The server is busy creating other accounts. Try again in a few seconds."
+SHOWN_NAME = 40  # characters of a submitted username that a log line shows
+
+
+def shown(username: str) -> str:
+    """A submitted username for a log line: quoted, and cut if long."""
+    if len(username) <= SHOWN_NAME:
+        return repr(username)
+    return f"{username[:SHOWN_NAME]!r}... ({len(username)} characters)"
 
 
 class _LazyCsrfToken:
@@ -97,10 +110,36 @@ async def register(request: web.Request) -> web.Response:
         if password != password2:
             errors["password2"] = ["The two password fields didn't match."]
     if not errors:
+        config = request.app[config_key]
+        address = client_address(request, parse_networks(config.security.trusted_proxies))
+        verdict = await request.app[throttle_key].registration(address)
+        if not verdict.allowed:
+            log.warning("registration throttled from %s", address)
+            response = _form_page(
+                request,
+                "register.html",
+                status=429,
+                errors={"__all__": [TOO_MANY_REGISTRATIONS.format(minutes=verdict.minutes)]},
+                username=username,
+                next=next_url,
+            )
+            response.headers["Retry-After"] = str(verdict.retry_after)
+            return response
         try:
             user = await accounts.create(username, password)
         except UsernameTaken:
             errors["username"] = ["A user with that username already exists."]
+        except Busy:
+            response = _form_page(
+                request,
+                "register.html",
+                status=503,
+                errors={"__all__": [BUSY]},
+                username=username,
+                next=next_url,
+            )
+            response.headers["Retry-After"] = "5"
+            return response
     if errors:
         return _form_page(
             request, "register.html", status=400, errors=errors, username=username, next=next_url
@@ -138,21 +177,22 @@ async def login(request: web.Request) -> web.Response:
             errors={"__all__": [message]},
         )
 
-    verdict = await throttle.check(username, address)
+    # Counted before bcrypt runs: of many guesses sent at once, at most the
+    # limit get their password checked.
+    verdict = await throttle.attempt(username, address)
     if not verdict.allowed:
-        log.warning("login throttled for %r from %s", username, address)
+        log.warning("login throttled for %s from %s", shown(username), address)
         response = again(429, verdict.message)
         response.headers["Retry-After"] = str(verdict.retry_after)
         return response
     accounts = request.app[accounts_key]
     user = await accounts.authenticate(username, password)
     if user is None:
-        await throttle.record_failure(username, address)
-        log.info("failed login for %r from %s", username, address)
+        log.info("failed login for %s from %s", shown(username), address)
         return again(400, BAD_LOGIN)
     if user.disabled:
         return again(400, DISABLED)
-    await throttle.reset_user(username)
+    await throttle.succeeded(username, address)
     await start_session(request, user.username)
     await accounts.record_login(user.username)
     log.info("login %s from %s", user.username, address)
