@@ -21,6 +21,9 @@ GENERATOR_CPU = "1"
 CHATAPP_ENV = {
     "CHATAPP_ACCOUNTS_BCRYPT_ROUNDS": "4",
     "CHATAPP_CHAT_RATE_LIMIT_MESSAGES": "1000000",
+    # The generator shares a few users' cookies among thousands of sockets.
+    "CHATAPP_CHAT_MAX_SOCKETS_PER_USER": "1000000",
+    "CHATAPP_CHAT_ROOMS_PER_HOUR": "1000000",
     "CHATAPP_DEMO_SEED_USERS": "false",
     "CHATAPP_SESSION_SECRET_KEY": "bench-secret",
 }

@@ -59,3 +59,21 @@ async def test_rooms_past_the_hourly_quota_are_refused_and_not_created(start_ser
         await existing.next("history")
         theirs = await bob.join("third")  # another person has their own quota
         await theirs.next("history")
+
+
+async def test_room_form_past_the_quota_is_a_form_error_and_creates_nothing(start_server):
+    base = await start_server(rooms_per_hour=1)
+    async with Person(base, "ann") as ann:
+        sock = await ann.join("first")
+        await sock.next("history")
+        page = await (await ann.http.get(base + "/chat/")).text()
+        token = page.split('name="csrf_token" value="')[1].split('"')[0]
+        response = await ann.http.post(
+            base + "/chat/", data={"room": "second", "csrf_token": token}, allow_redirects=False
+        )
+        assert response.status == 429
+        assert "limit of 1 new rooms per hour" in await response.text()
+        again = await ann.http.post(
+            base + "/chat/", data={"room": "FIRST", "csrf_token": token}, allow_redirects=False
+        )
+        assert again.headers["Location"] == "/chat/first/"  # existing rooms stay open

@@ -283,8 +283,9 @@ async def test_presence_never_counts_a_second_socket_as_a_second_person(base):
         assert all(f["users"] == ["ann"] and f["count"] == 1 for f in frames)
 
 
-async def test_a_burst_of_joins_gets_no_server_error(base):
+async def test_a_burst_of_joins_gets_no_server_error(start_server):
     """Hundreds of sockets joining at once queue for Redis; none gets a 500 or a close."""
+    base = await start_server(chat={"max_sockets_per_user": 1000})
     async with Person(base, "ann") as ann:
         burst = aiohttp.ClientSession(
             cookie_jar=ann.http.cookie_jar, connector=aiohttp.TCPConnector(limit=0)

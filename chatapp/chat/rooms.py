@@ -62,6 +62,32 @@ class RoomDirectory:
         self._rooms_per_hour = rooms_per_hour
         self._admit = redis.register_script(_ADMIT)
 
+    async def canonical(self, room: str) -> str | None:
+        """The name of the room `room` names in any letter case, or None if none does."""
+        found = await self._redis.hget(Keys.room_names, room.lower())
+        return found.decode() if found is not None else None
+
+    async def backfill_names(self) -> None:
+        """Give rooms listed before names were case-folded their entry (idempotent)."""
+        names = [n.decode() for n in await self._redis.zrange(Keys.rooms, 0, -1)]
+        if names:
+            pipe = self._redis.pipeline(transaction=False)
+            for name in names:
+                pipe.hsetnx(Keys.room_names, name.lower(), name)
+            await pipe.execute()
+
+    async def claim(self, room: str) -> str:
+        """The room's name in its first casing, claiming `room`'s casing if it is new.
+
+        Names are unique regardless of case: `General` and `general` are one room,
+        named as whoever came first spelled it.
+        """
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hsetnx(Keys.room_names, room.lower(), room)
+        pipe.hget(Keys.room_names, room.lower())
+        _, name = await pipe.execute()
+        return name.decode()
+
     async def admit(self, room: str, username: str) -> bool:
         """Make sure `room` exists, creating it on `username`'s hourly quota.
 
@@ -74,6 +100,10 @@ class RoomDirectory:
         if result == 0:
             raise RoomQuotaReached(room)
         return result == 2
+
+    async def discard_new(self, room: str) -> None:
+        """Undo `admit` of a room created a moment ago under a casing another took first."""
+        await self._redis.delete(Keys.room_seq(room))
 
     async def can_create(self, username: str) -> bool:
         """Whether `username` may still create a room this hour (for forms)."""
@@ -117,7 +147,10 @@ class RoomDirectory:
                 continue
             rooms.append(RoomInfo(name, counts[name], score or None))
         if gone:
-            await self._redis.zrem(Keys.rooms, *gone)
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.zrem(Keys.rooms, *gone)
+            pipe.hdel(Keys.room_names, *(name.lower() for name in gone))
+            await pipe.execute()
         rooms.sort(key=lambda r: (r.count == 0, -(r.last_activity or 0)))
         return rooms
 
@@ -148,6 +181,7 @@ class RoomDirectory:
         if self._empty_room_ttl == 0:
             pipe.delete(*keys, Keys.room_members(room))
             pipe.zrem(Keys.rooms, room)
+            pipe.hdel(Keys.room_names, room.lower())
         else:
             for key in keys:
                 pipe.expire(key, self._empty_room_ttl)
@@ -158,4 +192,5 @@ class RoomDirectory:
         pipe = self._redis.pipeline(transaction=True)
         pipe.delete(Keys.room_seq(room), Keys.room_history(room), Keys.room_members(room))
         pipe.zrem(Keys.rooms, room)
+        pipe.hdel(Keys.room_names, room.lower())
         await pipe.execute()

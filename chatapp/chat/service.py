@@ -101,6 +101,7 @@ class ChatService:
         )
 
     async def start(self) -> None:
+        await self.directory.backfill_names()
         await self.rooms.subscriber.start()
         self.presence.start()
         self.heartbeat.start()
@@ -137,19 +138,30 @@ class ChatService:
             )
         self._sockets_of[user] += 1
         self._counted.add(conn)
-        if not self.hub.has_room(conn.room):  # else it surely exists
-            try:
-                await self.directory.admit(conn.room, conn.username)
-            except RoomQuotaReached:
-                raise Refused(
-                    "room_quota",
-                    f"You have created {self._rooms_per_hour} rooms in the last hour, "
-                    "the most allowed: join an existing room, or try again later.",
-                ) from None
+        if not self.hub.has_room(conn.room):  # else it surely exists, named so
+            conn.room = await self._existing_or_new(conn.room, conn.username)
         await self.rooms.get(conn.room).join(conn, after)
         pipe = self._redis.pipeline(transaction=True)
         self.directory.touch(pipe, conn.room)
         await self.presence.join(conn.room, conn.username, pipe)
+
+    async def _existing_or_new(self, room: str, username: str) -> str:
+        """The room's name in its first casing; a new room is created on `username`'s quota."""
+        known = await self.directory.canonical(room)
+        name = known or room
+        try:
+            created = await self.directory.admit(name, username)
+        except RoomQuotaReached:
+            raise Refused(
+                "room_quota",
+                f"You have reached the limit of {self._rooms_per_hour} new rooms per hour: "
+                "join an existing room, or try again later.",
+            ) from None
+        if known is None:
+            name = await self.directory.claim(room)
+            if name != room and created:  # another casing came first: that is the room
+                await self.directory.discard_new(room)
+        return name
 
     async def leave(self, conn: Connection) -> None:
         if conn in self._counted:

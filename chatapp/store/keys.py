@@ -18,6 +18,9 @@ class Keys:
     epoch = PREFIX + "epoch"
     users = PREFIX + "users"  # zset: lower-case name -> joined time
     rooms = PREFIX + "rooms"  # zset: room name -> last activity time
+    # hash: lower-case room name -> the room's name as first created, so names
+    # are unique regardless of letter case (another casing finds the room).
+    room_names = PREFIX + "roomnames"
     audit = PREFIX + "audit"  # list, newest first, capped: admin actions (JSON)
 
     @staticmethod

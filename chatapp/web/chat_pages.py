@@ -49,7 +49,16 @@ async def enter_room(request: web.Request) -> web.Response:
     problem = room_problem(name)
     if problem:
         return await _rooms_page(request, status=400, errors={"room": [problem]}, room_name=name)
-    raise web.HTTPFound(f"/chat/{name}/")
+    directory = request.app[rooms_key]
+    known = await directory.canonical(name)
+    if known is None and not await directory.can_create(request[user_key].username):
+        quota = request.app[config_key].chat.rooms_per_hour
+        problem = (
+            f"You have reached the limit of {quota} new rooms per hour: "
+            "join an existing room, or try again later."
+        )
+        return await _rooms_page(request, status=429, errors={"room": [problem]}, room_name=name)
+    raise web.HTTPFound(f"/chat/{known or name}/")
 
 
 @routes.get("/chat/{room}/")
@@ -57,6 +66,11 @@ async def room_page(request: web.Request) -> web.Response:
     name = request.match_info["room"]
     if not ROOM_RE.fullmatch(name):
         raise web.HTTPNotFound(text=f"There is no room here: room names are {ROOM_RULE}")
+    known = await request.app[rooms_key].canonical(name)
+    if known is not None and known != name:  # names are unique regardless of case
+        raise web.HTTPFound(
+            f"/chat/{known}/" + (f"?{request.query_string}" if request.query_string else "")
+        )
     chat = request.app[chat_key]
     count = request.app[config_key].chat.page_history
     messages = [json.loads(m) for m in await chat.broker.recent(name, count)]
