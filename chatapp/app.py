@@ -25,13 +25,13 @@ from chatapp.accounts.throttle import LoginThrottle
 from chatapp.accounts.users import Accounts
 from chatapp.admin import AdminActions
 from chatapp.appkeys import (
-    SESSION_STORAGE,
     accounts_key,
     admin_key,
     chat_key,
     config_key,
     metrics_key,
     rooms_key,
+    session_storage_key,
     store_key,
     throttle_key,
 )
@@ -78,7 +78,7 @@ async def _session_secret(config: Config, store: Store) -> bytes:
 
 async def _sessions(app: web.Application) -> AsyncIterator[None]:
     """Give the session storage its signing key (until then no cookie is trusted)."""
-    app[SESSION_STORAGE].set_secret(await _session_secret(app[config_key], app[store_key]))
+    app[session_storage_key].set_secret(await _session_secret(app[config_key], app[store_key]))
     yield
 
 
@@ -170,7 +170,7 @@ def create_app(config: Config, *, workers: int = 1) -> web.Application:
     )
     app[config_key] = config
     app[store_key] = store
-    app[SESSION_STORAGE] = storage
+    app[session_storage_key] = storage
     app[metrics_key] = Metrics()
     app[accounts_key] = Accounts(store.raw, config.accounts.bcrypt_rounds)
     app[throttle_key] = LoginThrottle(

@@ -6,6 +6,7 @@ import pytest
 from aiohttp import web
 from redis.exceptions import NoPermissionError
 
+from chatapp import appkeys
 from chatapp.app import create_app
 
 from .conftest import make_config
@@ -43,3 +44,13 @@ async def test_a_start_that_fails_after_connecting_closes_the_store(read_only_re
         return [c for c in admin.client_list() if c.get("user") == "reader"]
 
     wait_for(lambda: not readers(), 5, what="the store's connections to close")
+
+
+def test_every_app_key_names_the_class_of_what_it_holds(redis_url):
+    app = create_app(make_config(redis_url))
+    keys = [value for value in vars(appkeys).values() if isinstance(value, web.AppKey)]
+    assert len(keys) == 9
+    for key in keys:
+        # `_t` is the type given to AppKey (aiohttp keeps it for repr and checkers).
+        assert isinstance(key._t, type), key
+        assert isinstance(app[key], key._t), key

@@ -1,7 +1,11 @@
 """Every Redis key and channel chatapp uses, in one place.
 
-All live under one prefix, so an operator can see the whole layout here and
-share a Redis with other programs.
+All live under the `chatapp:` prefix, so an operator can see the whole layout
+here and share a Redis with other programs, with one exception: a session is
+kept by aiohttp-session's RedisStorage under `<session.cookie_name>_<id>`
+(`chatapp_session_<id>` by default), a name it builds from the cookie name.
+`Keys.session` builds that name, and everything of ours that touches a
+session key calls it.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ class Keys:
     epoch = PREFIX + "epoch"
     users = PREFIX + "users"  # zset: lower-case name -> joined time
     rooms = PREFIX + "rooms"  # zset: room name -> last activity time
-    session_prefix = PREFIX + "session"  # aiohttp-session adds "_<id>"
     audit = PREFIX + "audit"  # list, newest first, capped: admin actions (JSON)
 
     @staticmethod
@@ -30,8 +33,9 @@ class Keys:
         return f"{PREFIX}user:{name.lower()}:sessions"
 
     @staticmethod
-    def session(session_id: str) -> str:
-        return f"{Keys.session_prefix}_{session_id}"
+    def session(cookie_name: str, session_id: str) -> str:
+        """A session, outside the prefix: aiohttp-session's `<cookie_name>_<id>`."""
+        return f"{cookie_name}_{session_id}"
 
     @staticmethod
     def room_seq(room: str) -> str:
