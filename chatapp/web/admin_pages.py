@@ -119,6 +119,7 @@ async def _admin_page(request: web.Request, status: int = 200, error: str = "") 
         "me": me,
         "q": q,
         "rq": rq,
+        "max_query": MAX_QUERY,
         "back": _page_query(request),
         "flash": session.pop(FLASH, ""),
         "error": error,
