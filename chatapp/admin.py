@@ -47,7 +47,7 @@ class NotFound(Exception):
 
 
 class AdminActions:
-    """Disable, enable, grant, revoke, set a password, delete a room; all audited."""
+    """Create a user, disable, enable, grant, revoke, set a password, delete a room; all audited."""
 
     def __init__(
         self,
@@ -80,6 +80,15 @@ class AdminActions:
         ended = await end_all_sessions(self._redis, self._cookie_name, username)
         await control.publish(self._redis, CloseUser(username, reason))
         return ended
+
+    async def create_user(
+        self, actor: str, name: str, password: str, *, superuser: bool = False
+    ) -> User:
+        """Create a user (rules checked by the caller); raise accounts.UsernameTaken."""
+        user = await self._accounts.create(name, password, superuser=superuser)
+        detail = "superuser" if superuser else ""
+        await self.audit.record(actor, "createuser", user.username, detail)
+        return user
 
     async def disable_user(self, actor: str, name: str) -> User:
         """Refuse logins, end every session, close every socket (1008).

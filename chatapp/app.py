@@ -1,4 +1,11 @@
-"""`create_app()`: wiring only — config, store, sessions, middlewares, routes."""
+"""`create_app(config)`: wiring only — the objects, the middlewares, the routes.
+
+Every resource that needs Redis or a task is opened by its own
+`cleanup_ctx` (created before `yield`, closed after), in this order: the
+store, the session secret, the accounts (demo users, bcrypt threads), the chat service. When one of
+them fails, aiohttp closes those already opened. How the process is run
+(`python -m chatapp`, gunicorn) is not this module's business.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +13,7 @@ import gc
 import logging
 import os
 import secrets
-import sys
-from typing import NoReturn
+from collections.abc import AsyncIterator
 
 import aiohttp_jinja2
 import jinja2
@@ -19,44 +25,40 @@ from chatapp.accounts.throttle import LoginThrottle
 from chatapp.accounts.users import Accounts
 from chatapp.admin import AdminActions
 from chatapp.appkeys import (
-    SESSION_STORAGE,
     accounts_key,
     admin_key,
     chat_key,
     config_key,
     metrics_key,
     rooms_key,
-    secret_key,
+    session_storage_key,
     store_key,
     throttle_key,
 )
 from chatapp.chat.service import ChatService
 from chatapp.chat.wire import GOING_AWAY
-from chatapp.config import ENV_CONFIG_PATH, Config, ConfigError, load_config
-from chatapp.logs import install_one_line_records, setup_logging
+from chatapp.config import Config
+from chatapp.logs import install_one_line_records
 from chatapp.metrics import Metrics
 from chatapp.paths import find_dir
-from chatapp.store.client import Store, StoreUnavailable, make_store
+from chatapp.store.client import Store, make_store
 from chatapp.store.keys import Keys
 from chatapp.web import admin_pages, chat_pages, chat_socket, middlewares, ops, pages
 
 log = logging.getLogger("chatapp")
 
 
-def gunicorn_workers() -> int | None:
-    """The -w of the gunicorn running us, or None when not under gunicorn."""
-    # The arbiter is imported by every gunicorn process (`gunicorn` or `python -m gunicorn`).
-    if "gunicorn.arbiter" not in sys.modules:
-        return None
-    try:
-        from gunicorn.config import Config as GunicornConfig
+# -- one cleanup_ctx per resource --------------------------------------------------
 
-        parser = GunicornConfig().parser()
-        args = os.environ.get("GUNICORN_CMD_ARGS", "").split() + sys.argv[1:]
-        parsed, _ = parser.parse_known_args(args)
-        return int(parsed.workers or os.environ.get("WEB_CONCURRENCY", 1))
-    except Exception:  # an unusual gunicorn: don't guess
-        return None
+
+async def _store(app: web.Application) -> AsyncIterator[None]:
+    """Wait for Redis (StoreUnavailable after `redis.connect_timeout`); close the client."""
+    store = app[store_key]
+    try:
+        await store.wait_ready(app[config_key].redis.connect_timeout)
+        yield
+    finally:
+        await store.close()
 
 
 async def _session_secret(config: Config, store: Store) -> bytes:
@@ -73,6 +75,40 @@ async def _session_secret(config: Config, store: Store) -> bytes:
     )
     return shared.encode()
 
+
+async def _sessions(app: web.Application) -> AsyncIterator[None]:
+    """Give the session storage its signing key (until then no cookie is trusted)."""
+    app[session_storage_key].set_secret(await _session_secret(app[config_key], app[store_key]))
+    yield
+
+
+async def _accounts(app: web.Application) -> AsyncIterator[None]:
+    """Seed the demo users when `demo.seed_users` is on; stop the bcrypt threads at the end."""
+    accounts = app[accounts_key]
+    try:
+        if app[config_key].demo.seed_users:
+            created = await accounts.seed_demo_users()
+            log.warning(
+                "demo.seed_users is on: demo users admin, thanos and ironman exist%s; "
+                "turn it off in production",
+                f" (created {', '.join(created)})" if created else "",
+            )
+        yield
+    finally:
+        accounts.close()
+
+
+async def _chat(app: web.Application) -> AsyncIterator[None]:
+    """Start the chat service (listener, presence, heartbeat); stop it on the way out."""
+    chat = app[chat_key]
+    await chat.start()
+    try:
+        yield
+    finally:
+        await chat.stop()
+
+
+# -- signals ------------------------------------------------------------------------
 
 _gc_frozen = False
 
@@ -91,38 +127,19 @@ def _freeze_startup_objects() -> None:
         gc.freeze()
 
 
-async def _store_ctx(app: web.Application):
-    """Connect the store, settle the secret and the demo users; close on the way out."""
-    config, store = app[config_key], app[store_key]
-    try:
-        await store.wait_ready(config.redis.connect_timeout)
-    except StoreUnavailable as exc:
-        if "gunicorn.arbiter" in sys.modules:  # one line, and the master stops
-            _refuse_to_start(str(exc))
-        raise  # `python -m chatapp` reports it and exits 2
-    app[secret_key] = await _session_secret(config, store)
-    app[SESSION_STORAGE].set_secret(app[secret_key])
-    if config.demo.seed_users:
-        created = await app[accounts_key].seed_demo_users()
-        log.warning(
-            "demo.seed_users is on: demo users admin, thanos and ironman exist%s; "
-            "turn it off in production",
-            f" (created {', '.join(created)})" if created else "",
+def _started(workers: int):
+    async def started(app: web.Application) -> None:
+        """on_startup (after every cleanup_ctx has opened its resource): freeze, log one line."""
+        _freeze_startup_objects()
+        log.info(
+            "chatapp worker %d started: store %s, %d worker%s",
+            os.getpid(),
+            app[store_key].display_url,
+            workers,
+            "" if workers == 1 else "s",
         )
-    chat = app[chat_key]
-    await chat.start()
-    _freeze_startup_objects()
-    workers = gunicorn_workers() or 1
-    log.info(
-        "chatapp worker %d started: store %s, %d worker%s",
-        os.getpid(),
-        store.display_url,
-        workers,
-        "" if workers == 1 else "s",
-    )
-    yield
-    await chat.stop()
-    await store.close()
+
+    return started
 
 
 async def _close_sockets(app: web.Application) -> None:
@@ -130,33 +147,15 @@ async def _close_sockets(app: web.Application) -> None:
     await app[chat_key].close_all(GOING_AWAY, "server shutting down")
 
 
-def _refuse_to_start(message: str) -> NoReturn:
-    """Stop start-up with one line: status 2, or 3 under gunicorn.
+# -- the factory --------------------------------------------------------------------
 
-    gunicorn respawns a worker that exits with any other status forever; 3 is
-    its "worker failed to boot", on which the master stops too.
+
+def create_app(config: Config, *, workers: int = 1) -> web.Application:
+    """Build the application for `config`; nothing connects until it starts.
+
+    `workers` is how many processes serve it, for the start-up line only.
     """
-    print(f"chatapp: {message}", file=sys.stderr)
-    raise SystemExit(3 if "gunicorn.arbiter" in sys.modules else 2)
-
-
-def create_app(config: Config | None = None) -> web.Application:
-    """Build the application; reads `$CHATAPP_CONFIG` (default config.yaml) when no config."""
     install_one_line_records()
-    if config is None:
-        try:
-            config = load_config(os.environ.get(ENV_CONFIG_PATH, "config.yaml"))
-        except ConfigError as exc:
-            _refuse_to_start(f"config error: {exc}")
-        # The gunicorn path: nobody else set up logging for this process.
-        setup_logging(config.log.level)
-    workers = gunicorn_workers()
-    if config.is_memory_store and workers and workers > 1:
-        _refuse_to_start(
-            "config error: redis.url: memory:// is private to one process, so "
-            f"{workers} workers would not see each other's users, sessions or messages; "
-            "use a real Redis (redis://host:port/db)"
-        )
     store = make_store(config.redis.url)
     storage = SignedRedisStorage(
         store.raw,
@@ -176,7 +175,7 @@ def create_app(config: Config | None = None) -> web.Application:
     )
     app[config_key] = config
     app[store_key] = store
-    app[SESSION_STORAGE] = storage
+    app[session_storage_key] = storage
     app[metrics_key] = Metrics()
     app[accounts_key] = Accounts(store.raw, config.accounts.bcrypt_rounds)
     app[throttle_key] = LoginThrottle(
@@ -201,7 +200,8 @@ def create_app(config: Config | None = None) -> web.Application:
         autoescape=True,
         context_processors=[pages.template_context],
     )
-    app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.extend([_store, _sessions, _accounts, _chat])
+    app.on_startup.append(_started(workers))
     app.on_shutdown.append(_close_sockets)
     app.on_response_prepare.append(middlewares.add_security_headers)
     app.add_routes(pages.routes)

@@ -1,24 +1,33 @@
-"""Every `web.AppKey` and `web.RequestKey` of the application, in one place."""
+"""Every `web.AppKey` and `web.RequestKey` of the application, in one place.
+
+Typed with the real classes, so a type checker knows what `app[chat_key]`
+is. This module imports the domain modules and none of them imports it
+(only `chatapp.app`, `chatapp.gunicorn` and `chatapp.web` do): no cycle.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiohttp import web
 
-if TYPE_CHECKING:
-    pass
+from chatapp.accounts.sessions import SignedRedisStorage
+from chatapp.accounts.throttle import LoginThrottle
+from chatapp.accounts.users import Accounts, User
+from chatapp.admin import AdminActions
+from chatapp.chat.rooms import RoomDirectory
+from chatapp.chat.service import ChatService
+from chatapp.config import Config
+from chatapp.metrics import Metrics
+from chatapp.store.client import Store
 
-config_key = web.AppKey("config", "Config")
-store_key = web.AppKey("store", "Store")
-accounts_key = web.AppKey("accounts", "Accounts")
-throttle_key = web.AppKey("throttle", "LoginThrottle")
-rooms_key = web.AppKey("rooms", "RoomDirectory")
-chat_key = web.AppKey("chat", "ChatService")
-secret_key = web.AppKey("secret", bytes)
-metrics_key = web.AppKey("metrics", "Metrics")
-admin_key = web.AppKey("admin", "AdminActions")
-SESSION_STORAGE = web.AppKey("session_storage", "SignedRedisStorage")
+config_key = web.AppKey("config", Config)
+store_key = web.AppKey("store", Store)
+session_storage_key = web.AppKey("session_storage", SignedRedisStorage)
+accounts_key = web.AppKey("accounts", Accounts)
+throttle_key = web.AppKey("throttle", LoginThrottle)
+admin_key = web.AppKey("admin", AdminActions)
+metrics_key = web.AppKey("metrics", Metrics)
+chat_key = web.AppKey("chat", ChatService)
+rooms_key = web.AppKey("rooms", RoomDirectory)
 
 # The logged-in user of this request (None when anonymous), set by the auth middleware.
-user_key = web.RequestKey("user", "User | None")
+user_key: web.RequestKey[User | None] = web.RequestKey("user", User | None)  # type: ignore[arg-type]

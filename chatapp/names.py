@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 
-USERNAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}")
-USERNAME_RULE = "1 to 32 characters: letters, digits and _, not starting with a digit."
+USERNAME_MAX = 32  # characters
+USERNAME_RE = re.compile(rf"[A-Za-z_][A-Za-z0-9_]{{0,{USERNAME_MAX - 1}}}")
+USERNAME_RULE = f"1 to {USERNAME_MAX} characters: letters, digits and _, not starting with a digit."
 
-ROOM_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-ROOM_RULE = "1 to 64 characters: letters, digits and _, not starting with a digit."
+ROOM_MAX = 64  # characters
+ROOM_RE = re.compile(rf"[A-Za-z_][A-Za-z0-9_]{{0,{ROOM_MAX - 1}}}")
+ROOM_RULE = f"1 to {ROOM_MAX} characters: letters, digits and _, not starting with a digit."
 
 
 def username_problem(name: str) -> str | None:

@@ -24,7 +24,3 @@ def find_dir(name: str) -> Path:
     raise FileNotFoundError(
         f"chatapp: cannot find its {name}/ folder (looked in {_candidates(name)})"
     )
-
-
-TEMPLATES_DIR_NAME = "templates"
-STATIC_DIR_NAME = "static"

@@ -290,7 +290,9 @@ async def test_thousands_of_users_are_paged_fifty_at_a_time(boss, redis_url):
     assert 'href="/admin/?page=2"' in text
 
 
-@pytest.mark.parametrize("page", ["abc", "-1", "0", "99999999999999", "1e9", "%00"])
+@pytest.mark.parametrize(
+    "page", ["abc", "-1", "0", "99999999999999", "1e9", "%00", "%C2%B2", "%E2%91%A0", "+2", "1_0"]
+)
 async def test_bad_page_number_shows_a_page_not_an_error(boss, page):
     status, text, _ = await boss.get(f"/admin/?page={page}&rpage={page}")
     assert status == 200

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+import redis.asyncio as aioredis
 
+from chatapp.accounts.audit import AuditLog
 from chatapp.store.keys import Keys
 from chatapp.web.pages import DISABLED
 
@@ -229,3 +231,15 @@ async def test_commands_are_written_to_the_audit_log(redis_url):
         ("disable", "ann"),
     ]
     assert all(e["actor"].startswith("command line (") for e in entries)
+
+
+async def test_createuser_is_written_to_the_audit_log(redis_url):
+    result = cli(redis_url, "createuser", "zoe", "--password", NEW_PASSWORD, "--superuser")
+    assert result.returncode == 0, result.stderr
+    client = aioredis.from_url(redis_url)
+    try:
+        entries = await AuditLog(client).recent()
+    finally:
+        await client.aclose()
+    assert [(e.action, e.target, e.detail) for e in entries] == [("createuser", "zoe", "superuser")]
+    assert entries[0].actor.startswith("command line (")

@@ -501,3 +501,79 @@ async def test_room_history_reads_without_javascript(app, browser):
     assert await page.locator("#log b").count() == 0
     assert await page.is_disabled("#message-input")  # sending needs the script
     await context.close()
+
+
+async def test_a_room_page_whose_session_ended_goes_to_the_login_page(redis_server, browser):
+    port = free_port()
+    server = AppProcess(redis_server.url, port=port, **APP_ENV).start()
+    try:
+        pat = await new_person(browser, server.url, "lo_pat")
+        await pat.enter_room("door")
+        # Logged out in another tab of the same browser: the room's socket stays open...
+        other = await pat.context.new_page()
+        await other.goto("/chat/")
+        await other.click("button:has-text('Log out')")
+        await other.wait_for_url("**/login/")
+        await other.close()
+        # ...until it drops; the reconnect is refused (403) and /api/rooms says 403 too.
+        server.stop()
+        await pat.wait_state("reconnecting")
+        server = AppProcess(redis_server.url, port=port, **APP_ENV).start()
+        await pat.page.wait_for_url("**/login/?next=%2Fchat%2Fdoor%2F", timeout=20_000)
+        notice = await pat.page.wait_for_selector("#flash[role=alert]")
+        assert "Your session ended" in await notice.text_content()
+        assert "door" in await notice.text_content()
+    finally:
+        server.stop()
+
+
+async def test_going_offline_stops_the_retries_and_coming_online_reconnects(app, browser):
+    quinn = await new_person(browser, app.url, "quinn")
+    routes = []
+
+    def route(ws):
+        routes.append(ws)
+        ws.connect_to_server()
+
+    await quinn.page.clock.install()
+    await quinn.page.route_web_socket("**/ws/chat/**", route)
+    await quinn.enter_room("tunnel")
+    # Time stands still from here: a retry runs only when the test lets the clock run.
+    await quinn.page.clock.pause_at(await quinn.page.evaluate("Date.now()") + 1000)
+    await routes[0].close(code=1011, reason="dropped")
+    await quinn.wait_state("reconnecting")
+    await quinn.context.set_offline(True)
+    await quinn.wait_state("offline")
+    await quinn.page.clock.run_for(60_000)  # every retry the page had scheduled would run
+    assert await quinn.page.get_attribute("#status", "data-state") == "offline"
+    assert len(routes) == 1  # no connection was tried while offline
+    await quinn.context.set_offline(False)
+    await quinn.wait_state("connected")
+    assert len(routes) == 2
+
+
+async def test_emoji_count_as_one_character_each_as_on_the_server(app, browser):
+    ray = await new_person(browser, app.url, "ray")
+    await ray.enter_room("smiles")
+    limit = int(await ray.page.get_attribute("#room", "data-max-length"))
+    await ray.page.fill("#message-input", "😀" * (limit - 1))
+    await ray.page.wait_for_selector("#composer-help:text-is('1 character left.')")
+    text = "😀" * limit  # twice as many UTF-16 units as the limit
+    await ray.send(text)
+    await ray.wait_for_text(text)
+    assert await ray.page.text_content("#composer-help") == ""
+
+
+async def test_the_register_form_checks_the_limits_the_page_carries(app, browser):
+    page = (await new_person(browser, app.url, "sol", register=False)).page
+    await page.goto("/register/")
+    # forms.js has no numbers of its own: change the page's, and it checks those.
+    await page.eval_on_selector("#username", "i => { i.dataset.maxLength = '5'; }")
+    await page.eval_on_selector("#password", "i => { i.dataset.maxBytes = '10'; }")
+    await page.type("#username", "abcdef")
+    await page.type("#password", PASSWORD)
+    await page.keyboard.press("Tab")
+    await page.wait_for_selector(
+        "#username-errors:has-text('Usernames are at most 5 characters (this one has 6).')"
+    )
+    await page.wait_for_selector("#password-errors:has-text('at most 10 bytes once encoded')")

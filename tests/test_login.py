@@ -3,6 +3,8 @@
 import pytest
 
 from chatapp.accounts import passwords
+from chatapp.appkeys import store_key
+from chatapp.store.keys import Keys
 
 from .conftest import PASSWORD, AuthActions, page_text
 
@@ -139,6 +141,19 @@ async def test_secure_cookie_when_configured(app_factory, redis_url):
     client = await app_factory(redis_url, session={"secure": True})
     response = await client.get("/login/")
     assert "Secure" in response.headers["Set-Cookie"]
+
+
+@pytest.mark.parametrize("cookie_name", ["chatapp_session", "other_cookie"])
+async def test_a_session_lives_under_the_key_keys_session_names(
+    app_factory, redis_url, cookie_name
+):
+    client = await app_factory(redis_url, session={"cookie_name": cookie_name})
+    assert (await AuthActions(client).register("hana")).status == 302
+    cookie = client.session.cookie_jar.filter_cookies(client.make_url("/"))[cookie_name]
+    session_id = cookie.value.rpartition(".")[0]
+    redis = client.app[store_key].raw
+    assert await redis.exists(Keys.session(cookie_name, session_id)) == 1
+    assert await redis.sismember(Keys.user_sessions("hana"), session_id)
 
 
 async def test_session_cookie_holds_only_an_opaque_id(bob: AuthActions):

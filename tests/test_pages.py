@@ -1,6 +1,11 @@
 """Page frame: security headers, friendly error pages, static files, the header bar."""
 
+import re
+
 import pytest
+
+from chatapp import names
+from chatapp.accounts import passwords
 
 from .conftest import AuthActions, page_text
 
@@ -84,3 +89,26 @@ async def test_metrics_served_on_loopback(client):
     response = await client.get("/metrics")
     assert response.status == 200
     assert response.content_type == "text/plain"
+
+
+def _input_tag(page: str, input_id: str) -> str:
+    match = re.search(rf'<input id="{input_id}"[^>]*>', page)
+    assert match, f"no #{input_id}"
+    return match.group(0)
+
+
+async def test_forms_carry_the_limits_the_server_checks(auth: AuthActions):
+    register = await (await auth.client.get("/register/")).text()
+    username = _input_tag(register, "username")
+    assert f'data-max-length="{names.USERNAME_MAX}"' in username
+    assert f'maxlength="{names.USERNAME_MAX}"' in username
+    assert f'pattern="{names.USERNAME_RE.pattern}"' in username
+    password = _input_tag(register, "password")
+    assert f'data-min-length="{passwords.MIN_LENGTH}"' in password
+    assert f'data-max-bytes="{passwords.MAX_BYTES}"' in password
+    await auth.register("nina")
+    rooms = await (await auth.client.get("/chat/")).text()
+    room = _input_tag(rooms, "room-name")
+    assert f'data-max-length="{names.ROOM_MAX}"' in room
+    assert f'maxlength="{names.ROOM_MAX}"' in room
+    assert f'pattern="{names.ROOM_RE.pattern}"' in room

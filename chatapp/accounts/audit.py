@@ -24,7 +24,7 @@ AUDIT_CAP = 1000  # entries kept; older ones are trimmed
 class AuditEntry:
     ts: float
     actor: str  # a username, or "command line (<os user>)"
-    action: str  # disable, enable, grant, revoke, deleteroom, setpassword
+    action: str  # createuser, disable, enable, grant, revoke, deleteroom, setpassword
     target: str  # the user or room acted on
     detail: str = ""
 

@@ -45,7 +45,8 @@ class SignedRedisStorage(RedisStorage):
         self._secret = secret
 
     def redis_key(self, session_id: str) -> str:
-        return f"{self.cookie_name}_{session_id}"
+        """Where a session lives (RedisStorage builds the same name itself)."""
+        return Keys.session(self.cookie_name, session_id)
 
     def _sign(self, session_id: str) -> str:
         mac = hmac.new(self._secret, session_id.encode(), hashlib.sha256).hexdigest()
@@ -97,7 +98,7 @@ def cookie_value(header: str, name: str) -> str | None:
 
 
 def _storage(request: web.Request) -> SignedRedisStorage:
-    return request["aiohttp_session_storage"]
+    return request["aiohttp_session_storage"]  # aiohttp-session's own key, set by its middleware
 
 
 def csrf_token_of(session: Session) -> str:
@@ -146,7 +147,7 @@ async def end_all_sessions(redis: aioredis.Redis, cookie_name: str, username: st
     """Delete every session of `username` (user disabled); return how many."""
     index = Keys.user_sessions(username)
     ids = await redis.smembers(index)
-    keys = [f"{cookie_name}_{i.decode()}" for i in ids]
+    keys = [Keys.session(cookie_name, i.decode()) for i in ids]
     if keys:
         await redis.delete(*keys)
     await redis.delete(index)

@@ -138,11 +138,6 @@ class Accounts:
     async def set_password(self, username: str, password: str) -> None:
         await self._redis.hset(Keys.user(username), "pw", await self._hash(password))
 
-    async def set_flag(self, username: str, flag: str, value: bool) -> None:
-        """Set `disabled` or `su` on an existing user."""
-        assert flag in ("disabled", "su")
-        await self._redis.hset(Keys.user(username), flag, "1" if value else "0")
-
     async def set_flag_guarded(self, username: str, flag: str, value: bool) -> bool:
         """Set `disabled` or `su` atomically, never leaving no enabled superuser.
 

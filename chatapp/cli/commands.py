@@ -1,4 +1,11 @@
-"""Command line: serve the app, or manage users without a browser."""
+"""Command line: serve the app, or run an admin action without a browser.
+
+The admin actions are one table, `COMMANDS`: each names its help, its
+arguments and the async action it runs through `chatapp.admin.AdminActions`,
+the same code (and the same audit log) as the admin page. Exit status: 0
+done, 1 refused input (the message says why), 2 bad config or unreachable
+Redis.
+"""
 
 from __future__ import annotations
 
@@ -7,46 +14,28 @@ import asyncio
 import getpass
 import logging
 import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from chatapp.config import Config, ConfigError, load_config
 from chatapp.logs import setup_logging
 from chatapp.store.client import StoreUnavailable
 
+if TYPE_CHECKING:  # imported when a command runs: `--help` and config errors stay quick
+    from chatapp.admin import AdminActions
+
+DESCRIPTION = "Command line: serve the app, or manage users without a browser."
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m chatapp", description=__doc__)
-    parser.add_argument("--config", default="config.yaml", help="path of config.yaml")
-    parser.add_argument("--host", help="listen address (overrides server.host)")
-    parser.add_argument("--port", type=int, help="listen port (overrides server.port)")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("serve", help="serve the app (the default)")
-    create = commands.add_parser("createuser", help="create a user")
-    create.add_argument("name")
-    create.add_argument("--password", help="the password (prompted without echo when absent)")
-    create.add_argument("--superuser", action="store_true", help="give admin rights")
-    disable = commands.add_parser(
-        "disable", help="disable a user: end their sessions, close their sockets everywhere"
-    )
-    disable.add_argument("name")
-    enable = commands.add_parser("enable", help="let a disabled user log in again")
-    enable.add_argument("name")
-    setpw = commands.add_parser(
-        "setpassword", help="set a user's password (and log them out everywhere)"
-    )
-    setpw.add_argument("name")
-    setpw.add_argument("--password", help="the password (prompted without echo when absent)")
-    deleteroom = commands.add_parser(
-        "deleteroom", help="delete a room: close its sockets everywhere, remove its history"
-    )
-    deleteroom.add_argument("room")
-    return parser
+MEMORY_NOTE = "note: redis.url is memory://, which forgets everything when this command exits"
 
 
 def fail(message: str, status: int = 2) -> int:
     print(f"chatapp: {message}", file=sys.stderr)
     return status
+
+
+# -- serve -------------------------------------------------------------------------
 
 
 def serve(config: Config) -> int:
@@ -80,35 +69,93 @@ def serve(config: Config) -> int:
     return 0
 
 
-async def _createuser(config: Config, name: str, password: str, superuser: bool) -> int:
-    from chatapp.accounts.passwords import password_problems
-    from chatapp.accounts.users import Accounts, UsernameTaken
-    from chatapp.names import username_problem
-    from chatapp.store.client import make_store
+# -- the admin commands --------------------------------------------------------------
 
-    problem = username_problem(name)
-    if problem:
-        return fail(f"username {name!r}: {problem}", 1)
-    problems = password_problems(password, None, name)
-    if problems:
-        return fail("password: " + " ".join(problems), 1)
-    store = make_store(config.redis.url)
-    try:
-        await store.wait_ready(config.redis.connect_timeout)
-        await Accounts(store.raw, config.accounts.bcrypt_rounds).create(
-            name, password, superuser=superuser
-        )
-    except StoreUnavailable as exc:
-        return fail(str(exc))
-    except UsernameTaken:
-        return fail(f"username {name!r} is taken (names are unique regardless of case)", 1)
-    finally:
-        await store.close()
-    kind = "superuser" if superuser else "user"
-    print(f"created {kind} {name}")
-    if config.is_memory_store:
-        print("note: redis.url is memory://, which forgets everything when this command exits")
-    return 0
+Action = Callable[["AdminActions", str, argparse.Namespace], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class Argument:
+    """One `add_argument` call: a positional name or an option."""
+
+    flag: str
+    help: str | None = None
+    store_true: bool = False
+
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        options: dict[str, Any] = {"help": self.help} if self.help else {}
+        if self.store_true:
+            options["action"] = "store_true"
+        parser.add_argument(self.flag, **options)
+
+
+@dataclass(frozen=True)
+class Command:
+    """An admin command: `action(admin, actor, args)` returns the line to print when done."""
+
+    help: str
+    arguments: tuple[Argument, ...]
+    action: Action
+    # What the argument `name` or `room` must be: "username" or "room".
+    target: str = "username"
+    # Takes --password (asked for when absent), and says what did not happen without one.
+    asks_password: bool = False
+    nothing_done: str = "nothing changed"
+
+
+async def _createuser(admin: AdminActions, actor: str, args: argparse.Namespace) -> str:
+    user = await admin.create_user(actor, args.name, args.password, superuser=args.superuser)
+    return f"created {'superuser' if user.is_superuser else 'user'} {user.username}"
+
+
+async def _disable(admin: AdminActions, actor: str, args: argparse.Namespace) -> str:
+    user = await admin.disable_user(actor, args.name)
+    return f"disabled {user.username}: sessions ended, sockets closed on every worker"
+
+
+async def _enable(admin: AdminActions, actor: str, args: argparse.Namespace) -> str:
+    user = await admin.enable_user(actor, args.name)
+    return f"enabled {user.username}"
+
+
+async def _setpassword(admin: AdminActions, actor: str, args: argparse.Namespace) -> str:
+    user = await admin.set_password(actor, args.name, args.password)
+    return f"password of {user.username} changed; their sessions ended"
+
+
+async def _deleteroom(admin: AdminActions, actor: str, args: argparse.Namespace) -> str:
+    await admin.delete_room(actor, args.room)
+    return f"deleted room {args.room}: sockets closed on every worker, history removed"
+
+
+NAME = Argument("name")
+PASSWORD = Argument("--password", "the password (prompted without echo when absent)")
+
+COMMANDS: dict[str, Command] = {
+    "createuser": Command(
+        "create a user",
+        (NAME, PASSWORD, Argument("--superuser", "give admin rights", store_true=True)),
+        _createuser,
+        asks_password=True,
+        nothing_done="nothing created",
+    ),
+    "disable": Command(
+        "disable a user: end their sessions, close their sockets everywhere", (NAME,), _disable
+    ),
+    "enable": Command("let a disabled user log in again", (NAME,), _enable),
+    "setpassword": Command(
+        "set a user's password (and log them out everywhere)",
+        (NAME, PASSWORD),
+        _setpassword,
+        asks_password=True,
+    ),
+    "deleteroom": Command(
+        "delete a room: close its sockets everywhere, remove its history",
+        (Argument("room"),),
+        _deleteroom,
+        target="room",
+    ),
+}
 
 
 def _cli_actor() -> str:
@@ -120,24 +167,33 @@ def _cli_actor() -> str:
     return f"command line ({who})"
 
 
-async def _admin_command(config: Config, command: str, target: str, password: str = "") -> int:
-    """disable, enable, setpassword or deleteroom, as on the admin page (and audited)."""
+def _input_problem(command: Command, args: argparse.Namespace) -> str | None:
+    """Why the arguments are refused (exit 1), checked before Redis is reached."""
+    from chatapp.accounts.passwords import password_problems
+    from chatapp.names import room_problem, username_problem
+
+    if command.target == "room":
+        problem = room_problem(args.room)
+        return f"room {args.room!r}: {problem}" if problem else None
+    problem = username_problem(args.name)
+    if problem:
+        return f"username {args.name!r}: {problem}"
+    if command.asks_password:
+        problems = password_problems(args.password, None, args.name)
+        if problems:
+            return "password: " + " ".join(problems)
+    return None
+
+
+async def _run_action(config: Config, command: Command, args: argparse.Namespace) -> int:
+    """Connect, run the command's action as the admin page would (audited), report."""
     from redis.exceptions import RedisError
 
-    from chatapp.accounts.passwords import password_problems
-    from chatapp.accounts.users import Accounts, LastSuperuser
+    from chatapp.accounts.users import Accounts, LastSuperuser, UsernameTaken
     from chatapp.admin import AdminActions, NotFound
     from chatapp.chat.rooms import RoomDirectory
-    from chatapp.names import room_problem, username_problem
     from chatapp.store.client import make_store
 
-    problem = room_problem(target) if command == "deleteroom" else username_problem(target)
-    if problem:
-        return fail(f"{'room' if command == 'deleteroom' else 'username'} {target!r}: {problem}", 1)
-    if command == "setpassword":
-        problems = password_problems(password, None, target)
-        if problems:
-            return fail("password: " + " ".join(problems), 1)
     store = make_store(config.redis.url)
     try:
         await store.wait_ready(config.redis.connect_timeout)
@@ -146,33 +202,37 @@ async def _admin_command(config: Config, command: str, target: str, password: st
         admin = AdminActions(
             store.raw, accounts, directory, session_cookie_name=config.session.cookie_name
         )
-        actor = _cli_actor()
-        if command == "disable":
-            user = await admin.disable_user(actor, target)
-            done = f"disabled {user.username}: sessions ended, sockets closed on every worker"
-        elif command == "enable":
-            user = await admin.enable_user(actor, target)
-            done = f"enabled {user.username}"
-        elif command == "setpassword":
-            user = await admin.set_password(actor, target, password)
-            done = f"password of {user.username} changed; their sessions ended"
-        else:
-            await admin.delete_room(actor, target)
-            done = f"deleted room {target}: sockets closed on every worker, history removed"
+        done = await command.action(admin, _cli_actor(), args)
     except StoreUnavailable as exc:
         return fail(str(exc))
     except RedisError as exc:
         return fail(f"Redis at {store.display_url}: {exc}")
     except NotFound as exc:
         return fail(str(exc), 1)
+    except UsernameTaken:
+        return fail(f"username {args.name!r} is taken (names are unique regardless of case)", 1)
     except LastSuperuser:
-        return fail(f"{target} is the last superuser and cannot be disabled", 1)
+        return fail(f"{args.name} is the last superuser and cannot be disabled", 1)
     finally:
         await store.close()
     print(done)
     if config.is_memory_store:
-        print("note: redis.url is memory://, which forgets everything when this command exits")
+        print(MEMORY_NOTE)
     return 0
+
+
+def run_command(config: Config, name: str, args: argparse.Namespace) -> int:
+    """Run the admin command `name` with its parsed `args`; return the exit status."""
+    command = COMMANDS[name]
+    if command.asks_password:
+        if args.password is None:
+            args.password = _ask_password()
+        if not args.password:
+            return fail(f"the two passwords differ or are empty; {command.nothing_done}", 1)
+    problem = _input_problem(command, args)
+    if problem:
+        return fail(problem, 1)
+    return asyncio.run(_run_action(config, command, args))
 
 
 def _ask_password() -> str | None:
@@ -182,6 +242,23 @@ def _ask_password() -> str | None:
     first = getpass.getpass("Password: ")
     second = getpass.getpass("Password (again): ")
     return first if first == second else None
+
+
+# -- the parser and main --------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m chatapp", description=DESCRIPTION)
+    parser.add_argument("--config", default="config.yaml", help="path of config.yaml")
+    parser.add_argument("--host", help="listen address (overrides server.host)")
+    parser.add_argument("--port", type=int, help="listen port (overrides server.port)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.add_parser("serve", help="serve the app (the default)")
+    for name, command in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=command.help)
+        for argument in command.arguments:
+            argument.add_to(sub)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,18 +272,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.port is not None:
         config = config.replace("server", port=args.port)
     setup_logging(config.log.level)
-    if args.command == "createuser":
-        password = args.password if args.password is not None else _ask_password()
-        if not password:
-            return fail("the two passwords differ or are empty; nothing created", 1)
-        return asyncio.run(_createuser(config, args.name, password, args.superuser))
-    if args.command in ("disable", "enable"):
-        return asyncio.run(_admin_command(config, args.command, args.name))
-    if args.command == "setpassword":
-        password = args.password if args.password is not None else _ask_password()
-        if not password:
-            return fail("the two passwords differ or are empty; nothing changed", 1)
-        return asyncio.run(_admin_command(config, "setpassword", args.name, password))
-    if args.command == "deleteroom":
-        return asyncio.run(_admin_command(config, "deleteroom", args.room))
+    if args.command in COMMANDS:
+        return run_command(config, args.command, args)
     return serve(config)

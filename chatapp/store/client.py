@@ -6,17 +6,12 @@ The names of the keys it holds are in `chatapp.store.keys`.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
-
-log = logging.getLogger(__name__)
-
 
 # redis-py 8's default pool holds at most 100 connections and raises
 # MaxConnectionsError at once when a burst wants more: hundreds of sockets
@@ -49,11 +44,6 @@ class Store:
 
     url: str
     raw: aioredis.Redis
-    _fake_server: Any = field(default=None, repr=False)
-
-    @property
-    def is_memory(self) -> bool:
-        return self._fake_server is not None
 
     @property
     def display_url(self) -> str:
@@ -65,9 +55,6 @@ class Store:
             await asyncio.wait_for(self.raw.ping(), timeout)
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"Redis at {self.display_url}: {_reason(exc)}") from exc
-
-    def pubsub(self) -> aioredis.client.PubSub:
-        return self.raw.pubsub(ignore_subscribe_messages=True)
 
     async def wait_ready(self, timeout: float) -> None:
         """Wait up to `timeout` seconds for Redis to answer; StoreUnavailable after that."""
@@ -91,19 +78,19 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _make_client(url: str) -> tuple[aioredis.Redis, Any]:
+def _make_client(url: str) -> aioredis.Redis:
     if url.startswith("memory://"):
         import fakeredis  # only the embedded store needs it
 
-        server = fakeredis.FakeServer()
+        # One server for every connection of the pool (two FakeServers share nothing).
         client = fakeredis.FakeAsyncRedis(
-            server=server,
+            server=fakeredis.FakeServer(),
             decode_responses=False,
             connection_pool_class=aioredis.BlockingConnectionPool,
             max_connections=POOL_SIZE,
         )
         client.connection_pool.timeout = POOL_WAIT  # fakeredis does not pass it on
-        return client, server
+        return client
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=POOL_SIZE,
@@ -115,11 +102,9 @@ def _make_client(url: str) -> tuple[aioredis.Redis, Any]:
         socket_keepalive=True,
         health_check_interval=15,
     )
-    client = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
-    return client, None
+    return aioredis.Redis.from_pool(pool)  # closing the client closes the pool
 
 
 def make_store(url: str) -> Store:
     """Create the client for `url`; it connects on first use (see `Store.wait_ready`)."""
-    client, server = _make_client(url)
-    return Store(url=url, raw=client, _fake_server=server)
+    return Store(url=url, raw=_make_client(url))

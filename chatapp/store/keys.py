@@ -1,7 +1,11 @@
 """Every Redis key and channel chatapp uses, in one place.
 
-All live under one prefix, so an operator can see the whole layout here and
-share a Redis with other programs.
+All live under the `chatapp:` prefix, so an operator can see the whole layout
+here and share a Redis with other programs, with one exception: a session is
+kept by aiohttp-session's RedisStorage under `<session.cookie_name>_<id>`
+(`chatapp_session_<id>` by default), a name it builds from the cookie name.
+`Keys.session` builds that name, and everything of ours that touches a
+session key calls it.
 """
 
 from __future__ import annotations

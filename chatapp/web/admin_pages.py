@@ -20,6 +20,7 @@ from chatapp.admin import NotFound
 from chatapp.appkeys import accounts_key, admin_key, rooms_key, store_key, user_key
 from chatapp.chat.presence import online_users
 from chatapp.names import ROOM_RULE, USERNAME_RULE, room_problem, username_problem
+from chatapp.web.params import whole_number
 
 routes = web.RouteTableDef()
 
@@ -63,8 +64,8 @@ def _query(request: web.Request, name: str) -> str:
 
 
 def _page(request: web.Request, name: str) -> int:
-    raw = request.query.get(name, "")
-    return int(raw) if raw.isdigit() and 0 < len(raw) <= 9 and int(raw) > 0 else 1
+    """The page number asked for; 1 (the first page) when it is not a whole number >= 1."""
+    return whole_number(request.query.get(name)) or 1
 
 
 def _page_query(request: web.Request, **changes: int) -> str:
@@ -116,6 +117,7 @@ async def _admin_page(request: web.Request, status: int = 200, error: str = "") 
         "me": me,
         "q": q,
         "rq": rq,
+        "max_query": MAX_QUERY,
         "back": _page_query(request),
         "flash": session.pop(FLASH, ""),
         "error": error,

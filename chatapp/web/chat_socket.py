@@ -23,6 +23,7 @@ from chatapp.chat.service import Refused
 from chatapp.chat.wire import POLICY, drop_connection
 from chatapp.names import ROOM_RE
 from chatapp.web.middlewares import SOCKET_ROUTE, socket_user
+from chatapp.web.params import whole_number
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -47,9 +48,10 @@ def _parse_after(request: web.Request) -> int | None:
     raw = parse_qs(request.rel_url.raw_query_string).get("after", [None])[0]
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    after = whole_number(raw)
+    if after is None:
         raise web.HTTPBadRequest(text="after must be a message id (a whole number).")
-    return int(raw)
+    return after
 
 
 @routes.get("/ws/chat/{room}/", name=SOCKET_ROUTE)

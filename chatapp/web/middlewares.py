@@ -13,7 +13,7 @@ from aiohttp_session import get_session
 from redis.exceptions import RedisError
 
 from chatapp.accounts.sessions import end_session
-from chatapp.appkeys import SESSION_STORAGE, accounts_key, user_key
+from chatapp.appkeys import accounts_key, session_storage_key, user_key
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ async def socket_user(request: web.Request) -> tuple[str, str] | None:
     cookies): the socket never writes its session, and whatever the
     request holds is held for as long as the socket is open.
     """
-    session = await request.app[SESSION_STORAGE].load_session(request)
+    session = await request.app[session_storage_key].load_session(request)
     user = await _enabled_user(request, session.get("user"))
     if user is None or session.identity is None:
         return None

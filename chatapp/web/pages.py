@@ -9,13 +9,20 @@ from aiohttp import web
 from aiohttp_session import get_session
 
 from chatapp.accounts.hashing import Busy
-from chatapp.accounts.passwords import MIN_LENGTH, password_problems
+from chatapp.accounts.passwords import MAX_BYTES, MIN_LENGTH, password_problems
 from chatapp.accounts.sessions import csrf_token_of, end_session, start_session
 from chatapp.accounts.users import UsernameTaken
 from chatapp.appkeys import accounts_key, config_key, store_key, throttle_key, user_key
 from chatapp.chat import control
 from chatapp.chat.control import LOGGED_OUT, CloseSessions
-from chatapp.names import USERNAME_RULE, username_problem
+from chatapp.names import (
+    ROOM_MAX,
+    ROOM_RE,
+    USERNAME_MAX,
+    USERNAME_RE,
+    USERNAME_RULE,
+    username_problem,
+)
 from chatapp.web.netutil import client_address, parse_networks, safe_next
 
 log = logging.getLogger(__name__)
@@ -39,6 +46,18 @@ def shown(username: str) -> str:
     return f"{username[:SHOWN_NAME]!r}... ({len(username)} characters)"
 
 
+# The limits the server checks, rendered into the forms (maxlength, pattern and
+# data-* attributes) so static/js/forms.js checks the same ones as the user types.
+LIMITS = {
+    "username_max": USERNAME_MAX,
+    "username_pattern": USERNAME_RE.pattern,
+    "room_max": ROOM_MAX,
+    "room_pattern": ROOM_RE.pattern,
+    "password_min": MIN_LENGTH,
+    "password_max_bytes": MAX_BYTES,
+}
+
+
 class _LazyCsrfToken:
     """Creates the session's CSRF token only when a page actually renders a form."""
 
@@ -53,21 +72,24 @@ class _LazyCsrfToken:
 
 
 async def template_context(request: web.Request) -> dict:
-    """Jinja2 context processor (runs on every request): user and form token."""
+    """Jinja2 context processor (runs on every request): user, form token, form limits."""
     session = None
     if not request.path.startswith(("/static/", "/healthz", "/metrics", "/ws/")):
         try:
             session = await get_session(request)
         except Exception:  # Redis down while rendering an error page: no form token
             log.warning("no session for %s: Redis unavailable", request.path)
-    return {"user": request.get(user_key), "csrf_token": _LazyCsrfToken(session)}
+    return {
+        "user": request.get(user_key),
+        "csrf_token": _LazyCsrfToken(session),
+        "limits": LIMITS,
+    }
 
 
 def _form_page(request, template, status=200, **context) -> web.Response:
     context.setdefault("errors", {})
     context.setdefault("next", safe_next(request.query.get("next"), default=""))
     context.setdefault("username_rule", USERNAME_RULE)
-    context.setdefault("password_min", MIN_LENGTH)
     return aiohttp_jinja2.render_template(template, request, context, status=status)
 
 

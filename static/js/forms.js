@@ -1,12 +1,20 @@
 // Forms: the rules shown next to each input are checked as the user types.
-// The server stays the judge; this only saves a round trip. Errors go in the
-// same <ul id="NAME-errors"> the server renders, next to the field.
+// The server stays the judge: its limits come with the page (data-max-length,
+// data-min-length, data-max-bytes on the inputs), and this only saves a round
+// trip. Errors go in the same <ul id="NAME-errors"> the server renders, next
+// to the field. Lengths are counted in code points, as the server counts them.
 const NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-function nameProblems(value, noun, max) {
+const length = (text) => [...text].length;
+const utf8Length = (text) => new TextEncoder().encode(text).length;
+const limit = (input, name) => Number(input.dataset[name]);
+
+function nameProblems(input, noun) {
+  const value = input.value.trim();
+  const max = limit(input, "maxLength");
   if (!value) return [`Enter a ${noun.toLowerCase()}.`];
   const problems = [];
-  if (value.length > max) problems.push(`${noun}s are at most ${max} characters (this one has ${value.length}).`);
+  if (length(value) > max) problems.push(`${noun}s are at most ${max} characters (this one has ${length(value)}).`);
   if (/^[0-9]/.test(value)) problems.push(`${noun}s cannot start with a digit.`);
   const bad = [...new Set(value.replace(/[A-Za-z0-9_]/g, ""))];
   if (bad.length) {
@@ -18,19 +26,20 @@ function nameProblems(value, noun, max) {
   return problems;
 }
 
-const utf8Length = (text) => new TextEncoder().encode(text).length;
-
 const RULES = {
   register: {
-    username: (form) => nameProblems(form.elements.username.value.trim(), "Username", 32),
+    username: (form) => nameProblems(form.elements.username, "Username"),
     password: (form) => {
       const input = form.elements.password;
       const value = input.value;
-      const min = Number(input.dataset.minLength || 8);
+      const min = limit(input, "minLength");
+      const maxBytes = limit(input, "maxBytes");
       if (!value) return ["Enter a password."];
       const problems = [];
-      if (value.length < min) problems.push(`This password is too short. It must contain at least ${min} characters.`);
-      if (utf8Length(value) > 72) problems.push(`This password is too long: at most 72 bytes once encoded (this one is ${utf8Length(value)}).`);
+      if (length(value) < min) problems.push(`This password is too short. It must contain at least ${min} characters.`);
+      if (utf8Length(value) > maxBytes) {
+        problems.push(`This password is too long: at most ${maxBytes} bytes once encoded (this one is ${utf8Length(value)}).`);
+      }
       if (/^[0-9]+$/.test(value)) problems.push("This password is entirely numeric.");
       // Common and too-similar passwords are for the server to say.
       return problems;
@@ -42,7 +51,7 @@ const RULES = {
     },
   },
   room: {
-    room: (form) => nameProblems(form.elements.room.value.trim(), "Room name", 64),
+    room: (form) => nameProblems(form.elements.room, "Room name"),
   },
 };
 

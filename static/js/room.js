@@ -28,6 +28,9 @@ const presenceList = $("presence");
 const presenceCount = $("presence-count");
 const presenceEmpty = $("presence-empty");
 const maxLength = Number(root.dataset.maxLength) || 4000;
+// Lengths in code points, as the server counts them: an emoji is one
+// character here, not the two UTF-16 units `text.length` would count.
+const length = (text) => [...text].length;
 
 const GROUP_SECONDS = 60; // same author within a minute: one group
 const NEAR_BOTTOM_PX = 48;
@@ -142,7 +145,8 @@ function appendMessages(messages, { live }) {
 }
 
 function announce(m) {
-  const text = m.text.length > 200 ? `${m.text.slice(0, 200)}…` : m.text;
+  const chars = [...m.text];
+  const text = chars.length > 200 ? `${chars.slice(0, 200).join("")}…` : m.text;
   announcer.textContent = `${m.username}: ${text}`;
 }
 
@@ -289,11 +293,20 @@ function closed(event, opened) {
   }
   if (event.code === 4000 || event.code === 1013) attempt = 0; // resume at once
   if (!opened) {
-    // The handshake failed: the server is down, or the session ended (403).
+    // The handshake failed: the server is down, or the session ended. The
+    // handshake's status is not visible here; /api/rooms answers an anonymous
+    // visitor 403 (as rooms.js knows), or a redirect or 401 from a proxy.
     fetch("/api/rooms", { redirect: "manual", cache: "no-store" })
       .then((response) => {
-        if (response.type === "opaqueredirect" || response.status === 401) loggedOut();
-        else schedule();
+        if (
+          response.type === "opaqueredirect" ||
+          response.status === 401 ||
+          response.status === 403
+        ) {
+          loggedOut();
+        } else {
+          schedule();
+        }
       })
       .catch(schedule);
     return;
@@ -342,8 +355,8 @@ function send() {
     setHelp("Not connected: your message stays here until you can send it.", true, "connection");
     return;
   }
-  if (text.length > maxLength) {
-    setHelp(`Messages are at most ${maxLength} characters (this one has ${text.length}).`, true);
+  if (length(text) > maxLength) {
+    setHelp(`Messages are at most ${maxLength} characters (this one has ${length(text)}).`, true);
     return;
   }
   const clientId = newClientId();
@@ -393,7 +406,7 @@ input.addEventListener("keydown", (event) => {
 
 input.addEventListener("input", () => {
   if (help.dataset.reason === "send" || help.dataset.reason === "counter") setHelp("");
-  const left = maxLength - input.value.length;
+  const left = maxLength - length(input.value);
   if (left < 200) setHelp(`${left} character${left === 1 ? "" : "s"} left.`, false, "counter");
 });
 
@@ -417,11 +430,16 @@ retryButton.addEventListener("click", () => {
 window.addEventListener("online", () => {
   if (stopped) return;
   attempt = 0;
-  connect();
+  if (socket?.readyState === WebSocket.OPEN) setState("connected"); // it outlived the outage
+  else connect();
 });
 
 window.addEventListener("offline", () => {
-  if (!stopped) setState("offline", "Offline: waiting for the network");
+  if (stopped) return;
+  // No retries while there is no network: "online" reconnects.
+  clearTimeout(retryTimer);
+  retryTimer = null;
+  setState("offline", "Offline: waiting for the network");
 });
 
 window.addEventListener("pagehide", () => {
