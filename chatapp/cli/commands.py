@@ -254,6 +254,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, help="listen port (overrides server.port)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.add_parser("serve", help="serve the app (the default)")
+    subparsers.add_parser(
+        "check", help="check a deployment: one line per finding; exit 0, 1 (fix) or 2 (cannot run)"
+    )
     for name, command in COMMANDS.items():
         sub = subparsers.add_parser(name, help=command.help)
         for argument in command.arguments:
@@ -274,4 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(config.log.level)
     if args.command in COMMANDS:
         return run_command(config, args.command, args)
+    if args.command == "check":
+        from chatapp.cli.check import run_check
+
+        return run_check(config)
     return serve(config)
