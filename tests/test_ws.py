@@ -359,28 +359,30 @@ async def test_reader_that_stops_reading_does_not_delay_others(start_server):
     async with Client(base, "ann") as ann, Client(base, "ben") as ben:
         a, b = await ann.join("lobby"), await ben.join("lobby")
         stuck = await RawSocket.open(ben, "lobby")
-        await until(lambda: sockets_open(ann, 3), 5, "the stuck socket in the room")
-        # 2,000 frames of 3 kB overflow the kernel buffers (up to 4 MiB on loopback),
-        # so the stuck socket's queue must fill.
-        text = "y" * 3000
-        loop = asyncio.get_running_loop()
-        echoes = asyncio.create_task(a.messages(2000, timeout=60))  # the sender reads too
-        sender = asyncio.create_task(_send_many(a, text, 2000))
-        received = await b.messages(2000, timeout=60)
-        arrived = loop.time()
-        last_send = await sender
-        await echoes
-        assert [m["id"] for m in received] == list(range(1, 2001))
-        assert arrived - last_send < 2.0
-        assert await stuck.closed_by_server(timeout=10)
-        stuck.close()
+        try:
+            await until(lambda: sockets_open(ann, 3), 5, "the stuck socket in the room")
+            # 2,000 frames of 3 kB overflow the kernel buffers (up to 4 MiB on loopback),
+            # so the stuck socket's queue must fill.
+            text = "y" * 3000
+            loop = asyncio.get_running_loop()
+            echoes = asyncio.create_task(a.messages(2000, timeout=60))  # the sender reads too
+            sender = asyncio.create_task(_send_many(a, text, 2000))
+            received = await b.messages(2000, timeout=60)
+            arrived = loop.time()
+            last_send = await sender
+            await echoes
+            assert [m["id"] for m in received] == list(range(1, 2001))
+            assert arrived - last_send < 2.0
+            assert await stuck.closed_by_server(timeout=10)
+        finally:
+            stuck.close()
 
 
 async def _send_many(sock, text: str, count: int) -> float:
     for i in range(count):
         await sock.send(text)
         if i % 100 == 0:
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # let the readers run (a yield, not a wait)
     return asyncio.get_running_loop().time()
 
 
