@@ -55,6 +55,9 @@ class Response:
     def location(self) -> str:
         return self.headers.get("Location", "")
 
+    def json(self) -> Any:
+        return json.loads(self.body)
+
     @property
     def content_type(self) -> str:
         return self.headers.get("Content-Type", "").partition(";")[0]
