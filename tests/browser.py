@@ -1,18 +1,19 @@
-"""Helpers for the browser tests: Chromium through Playwright, people, a socket bot."""
+"""Helpers for the browser tests: Chromium through Playwright, and a person using it.
+
+`BrowserPerson` is the one client that is a browser page; anything that only
+speaks HTTP and the socket (a bot in the room) is a `tests/client.py:Client`.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
 import pytest
 
-from .support import CSRF_RE, ROOT, http_session
+from .client import PASSWORD
+from .support import ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -24,9 +25,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
-PASSWORD = "Sturdy-Pass-42"
 DESKTOP = {"width": 1440, "height": 900}
-_ids = itertools.count(1)
 PHONE = {"width": 375, "height": 812}
 
 
@@ -52,8 +51,8 @@ def require_browser() -> None:
 
 
 @dataclass
-class Person:
-    """One person: a browser context of their own (own cookies) and its page."""
+class BrowserPerson:
+    """One person in Chromium: a browser context of their own (own cookies) and its page."""
 
     name: str
     context: object
@@ -125,11 +124,11 @@ class Person:
 
 async def new_person(
     browser, base: str, name: str, viewport=None, register=True, login=False
-) -> Person:
+) -> BrowserPerson:
     context = await browser.new_context(base_url=base, viewport=viewport or DESKTOP)
     page = await context.new_page()
     page.set_default_timeout(10_000)
-    person = Person(name, context, page)
+    person = BrowserPerson(name, context, page)
     page.on("dialog", lambda dialog: _record_dialog(person, dialog))
     page.on("pageerror", lambda error: person.errors.append(str(error)))
     page.on(
@@ -143,7 +142,7 @@ async def new_person(
     return person
 
 
-async def _record_dialog(person: Person, dialog) -> None:
+async def _record_dialog(person: BrowserPerson, dialog) -> None:
     person.dialogs.append(dialog.message)
     await dialog.dismiss()
 
@@ -162,52 +161,3 @@ async def screenshot(page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     await page.screenshot(path=str(path), full_page=True)
     return path
-
-
-class Bot:
-    """A chat client outside the browser: logs in through the forms, speaks the socket."""
-
-    def __init__(self, base: str, name: str) -> None:
-        self.base = base
-        self.name = name
-        self.http: aiohttp.ClientSession | None = None
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
-
-    async def register(self) -> Bot:
-        self.http = http_session()
-        page = await (await self.http.get(self.base + "/register/")).text()
-        token = CSRF_RE.search(page).group(1)
-        data = {
-            "username": self.name,
-            "password": PASSWORD,
-            "password2": PASSWORD,
-            "csrf_token": token,
-        }
-        response = await self.http.post(self.base + "/register/", data=data, allow_redirects=False)
-        assert response.status == 302, f"register {self.name}: {response.status}"
-        return self
-
-    async def connect(self, room: str, after: int | None = None) -> Bot:
-        query = "" if after is None else f"?after={after}"
-        url = self.base.replace("http", "ws", 1) + f"/ws/chat/{room}/{query}"
-        self.ws = await self.http.ws_connect(url, headers={"Origin": self.base})
-        return self
-
-    async def say(self, text: str) -> dict:
-        """Send and wait for the echo (so the message is stored before returning)."""
-        client_id = f"bot-{self.name}-{next(_ids)}"
-        await self.ws.send_str(
-            json.dumps({"type": "message", "text": text, "client_id": client_id})
-        )
-        while True:
-            msg = await asyncio.wait_for(self.ws.receive(), 5)
-            assert msg.type == aiohttp.WSMsgType.TEXT, msg
-            frame = json.loads(msg.data)
-            if frame.get("type") == "message" and frame.get("client_id") == client_id:
-                return frame
-
-    async def close(self) -> None:
-        if self.ws is not None:
-            await self.ws.close()
-        if self.http is not None:
-            await self.http.close()

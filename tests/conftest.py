@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import html
+import itertools
+import re
 from collections.abc import Iterator
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from chatapp.app import create_app
 from chatapp.config import Config, build_config
 
 from . import figures
-from .support import CSRF_RE, RedisServer
-
-PASSWORD = "Sturdy-Pass-42"
+from .client import Client
+from .support import RedisServer
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
@@ -79,75 +78,44 @@ def any_store_url(request, redis_server: RedisServer) -> str:
 
 @pytest.fixture
 def app_factory(aiohttp_client):
-    """Build the app through create_app() and return a test client for it."""
+    """Build the app through create_app() in this process; return an anonymous Client on it."""
 
-    async def factory(redis_url: str, **sections: dict) -> TestClient:
+    async def factory(redis_url: str, **sections: dict) -> Client:
         app = create_app(make_config(redis_url, **sections))
-        return await aiohttp_client(app)
+        return Client(await aiohttp_client(app))
 
     return factory
 
 
 @pytest.fixture
-async def client(app_factory, redis_url) -> TestClient:
+async def client(app_factory, redis_url) -> Client:
+    """An anonymous person on the app built with the test config and the private Redis."""
     return await app_factory(redis_url)
 
 
-class AuthActions:
-    """Register, log in and out through the real forms, as a browser would."""
+@pytest.fixture
+async def people():
+    """people(target, name=None): a Client on `target` (not signed in), closed at the end."""
+    made: list[Client] = []
 
-    def __init__(self, client: TestClient) -> None:
-        self.client = client
+    def make(target, name: str | None = None) -> Client:
+        made.append(Client(target, name))
+        return made[-1]
 
-    async def csrf(self, path: str = "/login/") -> str:
-        response = await self.client.get(path)
-        match = CSRF_RE.search(await response.text())
-        assert match, f"no csrf_token on {path}"
-        return match.group(1)
+    yield make
+    for person in made:
+        await person.close()
 
-    async def register(self, username: str, password: str = PASSWORD, password2=None, **extra):
-        token = await self.csrf("/register/")
-        data = {
-            "username": username,
-            "password": password,
-            "password2": password if password2 is None else password2,
-            "csrf_token": token,
-        }
-        data.update(extra)
-        return await self.client.post("/register/", data=data, allow_redirects=False)
 
-    async def login(self, username: str, password: str = PASSWORD, next_url: str | None = None):
-        token = await self.csrf("/login/")
-        path = "/login/" if next_url is None else f"/login/?next={next_url}"
-        return await self.client.post(
-            path,
-            data={"username": username, "password": password, "csrf_token": token},
-            allow_redirects=False,
-        )
-
-    async def logout(self):
-        response = await self.client.get("/chat/")
-        token = CSRF_RE.search(await response.text()).group(1)
-        return await self.client.post("/logout/", data={"csrf_token": token}, allow_redirects=False)
-
-    def use_cookie(self, value: str) -> None:
-        """Replace the client's cookies with one session cookie (replay an old one)."""
-        jar = self.client.session.cookie_jar
-        jar.clear()
-        jar.update_cookies({"chatapp_session": value}, self.client.make_url("/"))
-
-    def session_cookie(self) -> str | None:
-        for cookie in self.client.session.cookie_jar:
-            if cookie.key == "chatapp_session":
-                return cookie.value
-        return None
+_rooms = itertools.count(1)
 
 
 @pytest.fixture
-def auth(client) -> AuthActions:
-    return AuthActions(client)
+def room(request) -> str:
+    """A room name no other test of the run uses.
 
-
-async def page_text(response) -> str:
-    """The response body with HTML entities decoded, for assertions on messages."""
-    return html.unescape(await response.text())
+    App processes shared by several tests outlive the flush between tests; a
+    fresh room name keeps what a worker remembers of a room out of the next test.
+    """
+    stem = re.sub(r"[^A-Za-z0-9_]", "_", request.node.name.removeprefix("test_"))[:48]
+    return f"r{next(_rooms)}_{stem}"

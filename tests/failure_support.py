@@ -16,56 +16,31 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 
 import aiohttp
 import redis.asyncio as aioredis
 
 from chatapp.store.keys import Keys
 
-from .chat_client import Person, Socket, connect
-
-CLOSED_TYPES = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED)
+from .client import Client, Socket
+from .support import until
 
 
 def loop_time() -> float:
     return asyncio.get_running_loop().time()
 
 
-async def until(
-    predicate: Callable[[], object | Awaitable[object]],
-    timeout: float,
-    what: str = "condition",
-    interval: float = 0.05,
-):
-    """Poll `predicate` (sync or async) until it is truthy; fail after `timeout` s."""
-    deadline = loop_time() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if loop_time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(interval)
-
-
-async def http_status(base: str, path: str, http: aiohttp.ClientSession | None = None) -> int:
+async def http_status(base: str, path: str, person: Client | None = None) -> int:
     """Status of a GET (redirects not followed); 0 when the server does not answer."""
-    own = http is None
-    http = http or aiohttp.ClientSession()
+    client = person or Client(base)
     try:
-        async with http.get(
-            base + path, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=5)
-        ) as response:
-            await response.read()
-            return response.status
+        return (await client.get(base + path, timeout=aiohttp.ClientTimeout(total=5))).status
     except (aiohttp.ClientError, TimeoutError):
         return 0
     finally:
-        if own:
-            await http.close()
+        if person is None:
+            await client.close()
 
 
 async def status_is(base: str, path: str, status: int) -> bool:
@@ -93,9 +68,9 @@ class Follower:
 
     _counter = itertools.count(1)
 
-    def __init__(self, person: Person, room: str, base: str | None = None) -> None:
+    def __init__(self, person: Client, room: str, base: str | None = None) -> None:
         self.person = person
-        self.name = person.username
+        self.name = person.name
         self.room = room
         self.base = base or person.base
         self.fallback: str | None = None  # where to reconnect after a drop (else `base`)
@@ -127,10 +102,10 @@ class Follower:
 
     async def _connect(self, base: str) -> None:
         after = self.last_id if self.connects else None
-        self.sock = await connect(self.person.http, base, self.room, after)
+        self.sock = await self.person.join(self.room, after, base=base)
         self.base = base
         self.connects += 1
-        first = json.loads((await asyncio.wait_for(self.sock.ws.receive(), 10)).data)
+        first = await self.sock.frame(timeout=10)
         assert first["type"] == "history", first
         self._handle(first)
         self.connected.set()
@@ -149,17 +124,12 @@ class Follower:
                 except (aiohttp.ClientError, OSError, TimeoutError, AssertionError):
                     if self.person.http.closed:
                         return
-                    await asyncio.sleep(0.1)
+                    await asyncio.sleep(0.1)  # the page's retry delay, not a wait for an event
 
     async def _pump(self, sock: Socket) -> None:
-        ws = sock.ws
-        while True:
-            msg = await ws.receive()
-            if msg.type == aiohttp.WSMsgType.TEXT:
-                self._handle(json.loads(msg.data))
-            elif msg.type in CLOSED_TYPES or msg.type == aiohttp.WSMsgType.ERROR:
-                break
-        self.closes.append(ws.close_code)
+        async for frame in sock.frames():
+            self._handle(frame)
+        self.closes.append(sock.ws.close_code)
 
     async def stop(self) -> None:
         self.reconnect = False
@@ -231,7 +201,7 @@ class Follower:
         """Send a message every `every` seconds while connected, until `stop` is set."""
         while not stop.is_set():
             await self.send(text)
-            await asyncio.sleep(every)
+            await asyncio.sleep(every)  # the pace of the talk: the scenario, not a wait
 
     def users_now(self) -> list[str] | None:
         return self.presence[-1][1] if self.presence else None

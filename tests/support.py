@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import re
 import shutil
@@ -15,17 +16,15 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import aiohttp
 import redis
+from yarl import URL
+
+if TYPE_CHECKING:
+    from .client import Client
 
 ROOT = Path(__file__).resolve().parent.parent
-CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def http_session() -> aiohttp.ClientSession:
-    """A client that keeps cookies for 127.0.0.1 (aiohttp's default jar refuses IP hosts)."""
-    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
 
 
 def free_port() -> int:
@@ -34,16 +33,42 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
-    """Poll `predicate` until it returns a truthy value or `timeout` passes."""
+class WaitTimeout(AssertionError):
+    """A condition polled with `until`/`until_sync` did not come true in time."""
+
+
+def _timed_out(what: str, timeout: float, last: object) -> WaitTimeout:
+    return WaitTimeout(f"timed out after {timeout}s waiting for {what} (last value: {last!r})")
+
+
+def until_sync(predicate, timeout: float, what: str, interval: float = 0.05):
+    """Poll `predicate()` until it returns a truthy value, and return that value.
+
+    After `timeout` seconds raise WaitTimeout naming `what` and the last value seen.
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise _timed_out(what, timeout, value)
         time.sleep(interval)
+
+
+async def until(predicate, timeout: float, what: str, interval: float = 0.05):
+    """The async twin of `until_sync`: `predicate` may be sync or return an awaitable."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise _timed_out(what, timeout, value)
+        await asyncio.sleep(interval)
 
 
 class RedisServer:
@@ -92,7 +117,7 @@ class RedisServer:
             except redis.ConnectionError:
                 return False
 
-        wait_for(answers, 10, what=f"redis-server on {self.port}")
+        until_sync(answers, 10, f"redis-server on {self.port}")
         client.close()
         return self
 
@@ -188,7 +213,7 @@ class AppProcess:
         return self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float = 15) -> AppProcess:
-        wait_for(self._ready, timeout, interval=0.1, what=f"app on port {self.port}")
+        until_sync(self._ready, timeout, f"app on port {self.port}", interval=0.05)
         return self
 
     def _ready(self) -> bool:
@@ -265,12 +290,9 @@ class RawSocket:
         self.sock = sock
 
     @classmethod
-    async def open(cls, base: str, path: str, http: aiohttp.ClientSession) -> RawSocket:
-        from yarl import URL
-
-        url = URL(base)
-        cookies = http.cookie_jar.filter_cookies(url)
-        cookie = "; ".join(f"{k}={v.value}" for k, v in cookies.items())
+    async def open(cls, client: Client, room: str) -> RawSocket:
+        """Open `room`'s chat socket with `client`'s cookie and its page's Origin."""
+        url = URL(client.base)
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         # Non-blocking: the server may run on this very event loop (aiohttp_server).
@@ -278,9 +300,10 @@ class RawSocket:
         loop = asyncio.get_running_loop()
         key = "dGhlIHNhbXBsZSBub25jZQ=="
         request = (
-            f"GET {path} HTTP/1.1\r\nHost: {url.host}:{url.port}\r\n"
+            f"GET /ws/chat/{room}/ HTTP/1.1\r\nHost: {url.host}:{url.port}\r\n"
             f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            f"Sec-WebSocket-Version: 13\r\nOrigin: {base}\r\nCookie: {cookie}\r\n\r\n"
+            f"Sec-WebSocket-Version: 13\r\nOrigin: {client.base}\r\n"
+            f"Cookie: {client.cookie_header()}\r\n\r\n"
         )
         head = b""
         try:
@@ -297,21 +320,22 @@ class RawSocket:
         assert head.startswith(b"HTTP/1.1 101"), head
         return cls(sock)
 
+    @property
+    def port(self) -> int:
+        return self.sock.getsockname()[1]
+
     async def closed_by_server(self, timeout: float) -> bool:
-        """Drain what is buffered; True if the server ended the connection in time."""
+        """Read (and drop) what comes; True if the server ends the connection in time."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            try:
-                data = self.sock.recv(65536)
-            except BlockingIOError:
-                await asyncio.sleep(0.01)
-                continue
-            except ConnectionResetError:
-                return True
-            if not data:
-                return True
-        return False
+        try:
+            async with asyncio.timeout(timeout):
+                while await loop.sock_recv(self.sock, 65536):
+                    pass
+        except ConnectionResetError:
+            return True
+        except TimeoutError:
+            return False
+        return True
 
     def close(self) -> None:
         self.sock.close()

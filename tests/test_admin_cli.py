@@ -11,16 +11,9 @@ from chatapp.accounts.audit import AuditLog
 from chatapp.store.keys import Keys
 from chatapp.web.pages import DISABLED
 
+from .client import PASSWORD, Client
 from .support import ROOT, AppProcess, app_env, free_port, run_cli
-from .test_admin import (
-    PASSWORD,
-    Browser,
-    close_code,
-    create_user,
-    make_room,
-    redis_call,
-    send,
-)
+from .test_admin import create_user, logged_in, make_room, redis_call
 
 NEW_PASSWORD = "Another-Pass-77"
 
@@ -41,56 +34,41 @@ def worker(redis_server):
 
 
 @pytest.fixture
-async def browsers(worker):
-    made: list[Browser] = []
-
-    def make() -> Browser:
-        made.append(Browser(worker.url))
-        return made[-1]
-
-    yield make
-    for browser in made:
-        await browser.close()
+def browsers(people, worker):
+    """browsers(name=None): a person (own cookie jar) on the running worker."""
+    return lambda name=None: people(worker.url, name)
 
 
 @pytest.fixture
-async def ann(browsers, redis_url) -> Browser:
+async def ann(browsers, redis_url) -> Client:
     """ann, logged in on the running worker."""
-    await create_user(redis_url, "ann")
-    browser = browsers()
-    assert (await browser.login("ann"))[0] == 302
-    return browser
-
-
-async def is_anonymous(browser: Browser) -> bool:
-    status, _, location = await browser.get("/chat/")
-    return status == 302 and location.startswith("/login/")
+    return await logged_in(browsers("ann"), redis_url)
 
 
 # -- disable and enable ---------------------------------------------------------------
 
 
 @pytest.mark.multiprocess
-async def test_disable_command_closes_sockets_on_a_running_worker_with_1008(ann, redis_url):
-    ws = await ann.socket("lobby")
+async def test_disable_command_closes_sockets_on_a_running_worker_with_1008(ann, redis_url, room):
+    ws = await ann.enter(room)
     result = cli(redis_url, "disable", "ann")
     assert result.returncode == 0, result.stderr
     assert "disabled ann" in result.stdout
-    assert await close_code(ws, 1.0) == 1008
+    assert await ws.closed(1.0) == 1008
 
 
 @pytest.mark.multiprocess
 async def test_disable_command_makes_the_session_anonymous(ann, redis_url):
     assert cli(redis_url, "disable", "ann").returncode == 0
-    assert await is_anonymous(ann)
+    assert await ann.is_anonymous()
 
 
 @pytest.mark.multiprocess
 async def test_disable_command_refuses_login_with_the_message(ann, browsers, redis_url):
     cli(redis_url, "disable", "ANN")  # names are matched in any case
-    status, text = await browsers().login("ann")
-    assert status == 400
-    assert DISABLED in text
+    page = await browsers("ann").login()
+    assert page.status == 400
+    assert DISABLED in page.text
 
 
 @pytest.mark.multiprocess
@@ -99,7 +77,7 @@ async def test_enable_command_lets_the_user_log_in_again(ann, browsers, redis_ur
     result = cli(redis_url, "enable", "ann")
     assert result.returncode == 0, result.stderr
     assert "enabled ann" in result.stdout
-    assert (await browsers().login("ann"))[0] == 302
+    assert (await browsers("ann").login()).status == 302
 
 
 async def test_disable_command_refuses_the_last_superuser(redis_url):
@@ -140,21 +118,21 @@ def test_unreachable_redis_exits_2_naming_the_url():
 async def test_setpassword_with_the_option_changes_the_password(ann, browsers, redis_url):
     result = cli(redis_url, "setpassword", "ann", "--password", NEW_PASSWORD)
     assert result.returncode == 0, result.stderr
-    assert (await browsers().login("ann", PASSWORD))[0] == 400
-    assert (await browsers().login("ann", NEW_PASSWORD))[0] == 302
+    assert (await browsers("ann").login(password=PASSWORD)).status == 400
+    assert (await browsers("ann").login(password=NEW_PASSWORD)).status == 302
 
 
 @pytest.mark.multiprocess
 async def test_setpassword_reads_the_password_from_stdin_when_not_a_tty(ann, browsers, redis_url):
     result = cli(redis_url, "setpassword", "ann", input=NEW_PASSWORD + "\n")
     assert result.returncode == 0, result.stderr
-    assert (await browsers().login("ann", NEW_PASSWORD))[0] == 302
+    assert (await browsers("ann").login(password=NEW_PASSWORD)).status == 302
 
 
 @pytest.mark.multiprocess
 async def test_setpassword_logs_the_user_out_everywhere(ann, redis_url):
     cli(redis_url, "setpassword", "ann", "--password", NEW_PASSWORD)
-    assert await is_anonymous(ann)
+    assert await ann.is_anonymous()
 
 
 @pytest.mark.parametrize(
@@ -185,21 +163,21 @@ def test_setpassword_refuses_an_empty_password_from_stdin(redis_url):
 
 
 @pytest.mark.multiprocess
-async def test_deleteroom_command_closes_sockets_on_a_running_worker(ann, redis_url):
-    ws = await ann.socket("lobby")
-    result = cli(redis_url, "deleteroom", "lobby")
+async def test_deleteroom_command_closes_sockets_on_a_running_worker(ann, redis_url, room):
+    ws = await ann.enter(room)
+    result = cli(redis_url, "deleteroom", room)
     assert result.returncode == 0, result.stderr
-    assert "deleted room lobby" in result.stdout
-    assert await close_code(ws, 1.0) == 1008
+    assert f"deleted room {room}" in result.stdout
+    assert await ws.closed(1.0) == 1008
 
 
 @pytest.mark.multiprocess
-async def test_deleteroom_command_removes_the_history(ann, redis_url):
-    ws = await ann.socket("lobby")
-    await send(ws, "hello")
-    cli(redis_url, "deleteroom", "lobby")
-    await close_code(ws, 1.0)
-    again = await ann.socket("lobby")
+async def test_deleteroom_command_removes_the_history(ann, redis_url, room):
+    ws = await ann.enter(room)
+    await ws.say("hello")
+    cli(redis_url, "deleteroom", room)
+    await ws.closed(1.0)
+    again = await ann.enter(room)
     assert again.history["messages"] == []
     await again.close()
 

@@ -10,7 +10,7 @@ from chatapp import appkeys
 from chatapp.app import create_app
 
 from .conftest import make_config
-from .support import RedisServer, wait_for
+from .support import RedisServer, until_sync
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ async def test_a_start_that_fails_after_connecting_closes_the_store(read_only_re
     def readers() -> list[dict]:
         return [c for c in admin.client_list() if c.get("user") == "reader"]
 
-    wait_for(lambda: not readers(), 5, what="the store's connections to close")
+    until_sync(lambda: not readers(), 5, what="the store's connections to close")
 
 
 def test_every_app_key_names_the_class_of_what_it_holds(redis_url):

@@ -8,23 +8,18 @@ import json
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from .support import free_port, until_sync
+
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def baseline_url():
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.baseline_server", "--port", str(port)],
@@ -32,16 +27,18 @@ def baseline_url():
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+    def listening() -> bool:
+        if proc.poll() is not None:
+            pytest.fail("baseline server exited")
+        try:  # run_app listens once the app is set up
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:  # run_app listens once the app is set up
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("baseline server did not start")
-                time.sleep(0.05)
+        until_sync(listening, 10, "the baseline server to listen")
         yield url
     finally:
         proc.terminate()

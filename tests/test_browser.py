@@ -1,35 +1,37 @@
 """The pages in a real Chromium (Playwright, headless): chat, resume, keyboard, layout.
 
-Each test starts its own browser; the app runs as a real `python -m chatapp`
-process against the private redis-server. Screenshots of the room list and the
+One Chromium serves the whole run (each test opens its own contexts, closed
+after it); the app runs as a real `python -m chatapp` process against the
+private redis-server. Screenshots of the room list and the
 room at 1440 px and 375 px go to test-artifacts/screenshots/.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
+import pytest_asyncio
 
 from .browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
     DESKTOP,
-    PASSWORD,
     PHONE,
     SCREENSHOTS,
-    Bot,
     new_person,
     require_browser,
     screenshot,
     tab_to,
 )
-from .support import AppProcess, free_port
+from .client import PASSWORD, Client
+from .support import AppProcess, free_port, until
 
-pytestmark = pytest.mark.browser
+# The tests run on the session's event loop, the one the shared Chromium lives on.
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
 APP_ENV = {"CHATAPP_CHAT_RATE_LIMIT_MESSAGES": "100000", "CHATAPP_SERVER_ACCESS_LOG": "false"}
+POLL_MS = 4000  # static/js/rooms.js: how often the room list asks /api/rooms
 MINE_GREEN = "rgb(216, 245, 200)"
 THEIRS_BLUE = "rgb(219, 234, 254)"
 
@@ -45,8 +47,9 @@ def app(redis_server):
     process.stop()
 
 
-@pytest.fixture
-async def browser():
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def chromium():
+    """One headless Chromium for the run (launching one takes about a second)."""
     require_browser()
     from playwright.async_api import async_playwright
 
@@ -54,6 +57,41 @@ async def browser():
         chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         await chromium.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def browser(chromium):
+    """The shared Chromium; every context a test opened is closed after it, so no page
+    of one test keeps polling or holding a socket during the next."""
+    yield chromium
+    for context in list(chromium.contexts):
+        await context.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def bots(app):
+    """bots(name, base=app.url): a signed-in Client outside the browser, closed after."""
+    made: list[Client] = []
+
+    async def make(name: str, base: str | None = None) -> Client:
+        made.append(Client(base or app.url, name))
+        return await made[-1].sign_in()
+
+    yield make
+    for bot in made:
+        await bot.close()
+
+
+# Counts every <img> element ever added to the document, the parser's included.
+COUNT_IMAGES_JS = """
+window.__images = 0;
+new MutationObserver(records => {
+  for (const r of records) for (const n of r.addedNodes) {
+    if (n.nodeType !== 1) continue;
+    window.__images += (n.tagName === 'IMG') + n.querySelectorAll('img').length;
+  }
+}).observe(document, { childList: true, subtree: true });
+"""
 
 
 def unexpected(errors: list[str]) -> list[str]:
@@ -122,6 +160,8 @@ async def test_markup_in_a_message_is_shown_as_text_and_runs_nothing(app, browse
     payload = "<img src=x onerror=alert(1)>"
     carol = await new_person(browser, app.url, "carol")
     dave = await new_person(browser, app.url, "dave")
+    for person in (carol, dave):
+        await person.context.add_init_script(COUNT_IMAGES_JS)
     await carol.enter_room("xss")
     await dave.enter_room("xss")
     await carol.send(payload)
@@ -129,10 +169,10 @@ async def test_markup_in_a_message_is_shown_as_text_and_runs_nothing(app, browse
     await dave.page.reload()  # the server-rendered history, hydrated by the script
     await dave.wait_state("connected")
     await dave.wait_for_text(payload)
-    await asyncio.sleep(0.3)  # an onerror would fire as soon as an <img> existed
     for person in (carol, dave):
-        assert await person.page.locator("#log img").count() == 0
-        assert await person.page.locator("#main img").count() == 0
+        # No <img> was ever in the document, so there was nothing an onerror could run on.
+        assert await person.page.evaluate("() => window.__images") == 0
+        assert await person.page.locator("img").count() == 0
         assert person.dialogs == []
         assert [m["text"] for m in await person.messages()] == [payload]
 
@@ -163,14 +203,14 @@ async def test_late_joiner_sees_history_and_presence_shows_all_three(app, browse
 
 
 async def test_server_restart_shows_reconnecting_then_resumes_without_duplicates(
-    redis_server, browser
+    redis_server, browser, bots
 ):
     port = free_port()
     server = AppProcess(redis_server.url, port=port, **APP_ENV).start()
     try:
         ann = await new_person(browser, server.url, "r_ann")
         ben = await new_person(browser, server.url, "r_ben")
-        bot = await Bot(server.url, "r_bot").register()
+        bot = await bots("r_bot", server.url)
         await ann.enter_room("resume")
         await ben.enter_room("resume")
         await ann.send("before 1")
@@ -188,26 +228,31 @@ async def test_server_restart_shows_reconnecting_then_resumes_without_duplicates
 
         server = AppProcess(redis_server.url, port=port, **APP_ENV).start()
         await ann.wait_state("connected")
-        await bot.connect("resume")
-        await bot.say("meanwhile 1")
+        said = await bot.enter("resume")
+        await said.say("meanwhile 1")
         await ann.send("meanwhile 2")
-        await bot.say("meanwhile 3")
+        await said.say("meanwhile 3")
         await ann.wait_for_text("meanwhile 3")
         await ben.context.set_offline(False)
         await ben.wait_state("connected")
         await ben.wait_for_text("meanwhile 3")
         await ben.send("after")
         await ann.wait_for_text("after")
-        await asyncio.sleep(0.3)  # a duplicate would have arrived by now
+        # A marker: delivery is ordered, so a duplicate of anything before it comes first.
+        await said.say("marker")
+        await ann.wait_for_text("marker")
+        await ben.wait_for_text("marker")
 
-        expected = ["before 1", "before 2", "meanwhile 1", "meanwhile 2", "meanwhile 3", "after"]
+        expected = [
+            *("before 1", "before 2", "meanwhile 1", "meanwhile 2", "meanwhile 3"),
+            *("after", "marker"),
+        ]
         for person in (ann, ben):
             log = await person.messages()
             assert [m["text"] for m in log] == expected
             ids = [m["id"] for m in log]
             assert ids == list(range(ids[0], ids[0] + len(expected)))
             assert unexpected(person.errors) == []
-        await bot.close()
     finally:
         server.stop()
 
@@ -251,28 +296,31 @@ async def test_keyboard_only_register_log_in_join_and_send(app, browser):
     await context.close()
 
 
-async def test_room_list_counts_refresh_without_reload(app, browser):
-    hal = await new_person(browser, app.url, "hal")
-    bot = await Bot(app.url, "count_bot").register()
-    await bot.connect("counted")
-    count = "#room-list li[data-room=counted] [data-count]"
-    await hal.page.wait_for_selector(count, timeout=10_000)
-    await hal.page.wait_for_function(
-        f"() => document.querySelector('{count}').textContent === '1'", timeout=10_000
-    )
-    await bot.close()
-    await hal.page.wait_for_function(
-        f"() => document.querySelector('{count}').textContent === '0'", timeout=10_000
-    )
+async def test_room_list_counts_refresh_without_reload(app, browser, bots):
+    hal = await new_person(browser, app.url, "hal", register=False)
+    # The list polls every few seconds: the page's clock is moved on instead of waited for.
+    await hal.page.clock.install()
+    await hal.register()
+    bot = await bots("count_bot")
+    sock = await bot.enter("counted")
+    await sock.presence(["count_bot"])  # the join is recorded
+
+    async def count_shown(text: str) -> bool:
+        await hal.page.clock.run_for(POLL_MS)
+        shown = hal.page.locator("#room-list li[data-room=counted] [data-count]")
+        return await shown.count() == 1 and await shown.text_content() == text
+
+    await until(lambda: count_shown("1"), 10, "the room listed with 1 person")
+    await sock.close()
+    await until(lambda: count_shown("0"), 10, "the room listed with 0 people")
     assert await hal.page.text_content("#room-list li[data-room=counted] [data-people]") == (
         "people here"
     )
 
 
-async def test_new_messages_pill_when_scrolled_up_and_announcement(app, browser):
+async def test_new_messages_pill_when_scrolled_up_and_announcement(app, browser, bots):
     ivy = await new_person(browser, app.url, "ivy")
-    bot = await Bot(app.url, "chatty").register()
-    await bot.connect("busy")
+    bot = await (await bots("chatty")).enter("busy")
     for n in range(30):
         await bot.say(f"filler {n}")
     await ivy.enter_room("busy")
@@ -295,7 +343,6 @@ async def test_new_messages_pill_when_scrolled_up_and_announcement(app, browser)
     await ivy.page.click("#new-pill")
     assert await ivy.page.evaluate(at_bottom)
     assert await ivy.page.is_hidden("#new-pill")
-    await bot.close()
 
 
 async def test_failed_send_keeps_the_text_and_shows_the_error(app, browser):
@@ -384,7 +431,7 @@ async def test_truncated_history_says_messages_were_missed_and_rerenders(app, br
     assert sorted(await lee.presence()) == ["lee", "zed"]
 
 
-async def test_register_rules_are_checked_as_the_user_types(app, browser):
+async def test_register_rules_are_checked_as_the_user_types(app, browser, bots):
     page = (await new_person(browser, app.url, "max", register=False)).page
     await page.goto("/register/")
     assert await page.evaluate("() => document.activeElement.id") == "username"
@@ -407,7 +454,7 @@ async def test_register_rules_are_checked_as_the_user_types(app, browser):
     assert await page.evaluate("() => document.activeElement.id") == "password"
 
     # The server stays the judge: a taken name comes back next to the field.
-    await (await Bot(app.url, "taken_name").register()).close()
+    await bots("taken_name")
     await page.fill("#username", "taken_name")
     await page.fill("#password", PASSWORD)
     await page.fill("#password2", PASSWORD)
@@ -455,17 +502,15 @@ A11Y_JS = """
 """
 
 
-async def test_screenshots_at_1440_and_375_are_readable_and_fit(app, browser):
+async def test_screenshots_at_1440_and_375_are_readable_and_fit(app, browser, bots):
     nia = await new_person(browser, app.url, "nia")
-    omar = await Bot(app.url, "omar").register()
-    await omar.connect("design_review")
+    omar = await (await bots("omar")).enter("design_review")
     await omar.say("Morning! Did the new layout land?")
     await nia.enter_room("design_review")
     await nia.send("It did. Bubbles on the right are mine,")
     await nia.send("and these two are grouped.")
     await omar.say("Looks good at every width. Shift+Enter for\na second line works too.")
-    quin = await Bot(app.url, "quin").register()
-    await quin.connect("random")
+    await (await bots("quin")).enter("random")
     for viewport, label in ((DESKTOP, "1440"), (PHONE, "375")):
         person = await new_person(browser, app.url, "nia", viewport=viewport, login=True)
         page = person.page
@@ -485,8 +530,6 @@ async def test_screenshots_at_1440_and_375_are_readable_and_fit(app, browser):
         await person.context.close()
     for name in ("rooms-1440", "rooms-375", "room-1440", "room-375"):
         assert (SCREENSHOTS / f"{name}.png").stat().st_size > 5000
-    await omar.close()
-    await quin.close()
 
 
 async def test_room_history_reads_without_javascript(app, browser):

@@ -3,9 +3,8 @@
 import signal
 import time
 
-import aiohttp
-
-from .support import ROOT, AppProcess, RedisServer, app_env, free_port, http_session, run_cli
+from .client import Client
+from .support import ROOT, AppProcess, RedisServer, app_env, free_port, run_cli
 
 
 def test_unknown_key_stops_startup_with_status_2(tmp_path, redis_url):
@@ -39,9 +38,8 @@ def test_unreachable_redis_exits_2_within_10s_naming_the_url():
 async def test_serve_logs_startup_and_exits_0_on_sigterm(redis_url):
     app = AppProcess(redis_url).start()
     try:
-        async with aiohttp.ClientSession() as http:
-            async with http.get(app.url + "/healthz") as response:
-                assert response.status == 200
+        async with Client(app.url) as anonymous:
+            assert (await anonymous.get("/healthz")).status == 200
     finally:
         app.signal(signal.SIGTERM)
         assert app.wait() == 0
@@ -65,13 +63,10 @@ async def test_createuser_then_login(app_factory, redis_url):
     )
     assert result.returncode == 0, result.stderr
     assert "created superuser Quentin" in result.stdout
-    from .conftest import AuthActions
-
-    auth = AuthActions(await app_factory(redis_url))
-    response = await auth.login("quentin", "Sturdy-Pass-42")
+    client = await app_factory(redis_url)
+    response = await client.login("quentin", "Sturdy-Pass-42")
     assert response.status == 302
-    page = await (await auth.client.get("/chat/")).text()
-    assert 'href="/admin/"' in page
+    assert 'href="/admin/"' in (await client.get("/chat/")).body
 
 
 def test_createuser_reads_password_from_stdin_when_not_a_tty(redis_url):
@@ -114,22 +109,13 @@ async def test_demo_users_are_seeded_with_a_warning():
     server = RedisServer().start()
     app = AppProcess(server.url, CHATAPP_DEMO_SEED_USERS="true").start()
     try:
-        from .conftest import CSRF_RE
-
         for name, password in (
             ("admin", "admin"),
             ("thanos", "Rd123456789"),
             ("ironman", "Rd123456789"),
         ):
-            async with http_session() as http:
-                page = await (await http.get(app.url + "/login/")).text()
-                token = CSRF_RE.search(page).group(1)
-                response = await http.post(
-                    app.url + "/login/",
-                    allow_redirects=False,
-                    data={"username": name, "password": password, "csrf_token": token},
-                )
-                assert response.status == 302, name
+            async with Client(app.url) as person:
+                assert (await person.login(name, password)).status == 302, name
         assert "demo.seed_users is on" in app.log()
     finally:
         app.stop()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from .conftest import PASSWORD, AuthActions, page_text
+from .client import PASSWORD, Client
 
 
 @pytest.mark.parametrize("path", ["/login/", "/register/"])
@@ -12,7 +12,7 @@ async def test_post_without_csrf_is_forbidden(client, path):
         path, data={"username": "x", "password": PASSWORD, "password2": PASSWORD}
     )
     assert response.status == 403
-    assert "CSRF check failed" in await page_text(response)
+    assert "CSRF check failed" in response.text
 
 
 async def test_post_with_wrong_csrf_is_forbidden(client):
@@ -23,9 +23,9 @@ async def test_post_with_wrong_csrf_is_forbidden(client):
     assert response.status == 403
 
 
-async def test_token_of_another_session_is_refused(client, aiohttp_client):
-    other = AuthActions(await aiohttp_client(client.server))
-    token = await other.csrf("/login/")
+async def test_token_of_another_session_is_refused(client):
+    async with client.another() as other:
+        token = await other.csrf("/login/")
     await client.get("/login/")
     response = await client.post(
         "/login/", data={"username": "x", "password": "y", "csrf_token": token}
@@ -33,16 +33,16 @@ async def test_token_of_another_session_is_refused(client, aiohttp_client):
     assert response.status == 403
 
 
-async def test_logout_without_csrf_is_forbidden_and_keeps_session(auth: AuthActions):
-    await auth.register("hank")
-    response = await auth.client.post("/logout/", data={})
+async def test_logout_without_csrf_is_forbidden_and_keeps_session(client: Client):
+    await client.register("hank")
+    response = await client.post("/logout/", data={})
     assert response.status == 403
-    assert (await auth.client.get("/chat/", allow_redirects=False)).status == 200
+    assert (await client.get("/chat/")).status == 200
 
 
-async def test_every_form_carries_a_token(auth: AuthActions):
+async def test_every_form_carries_a_token(client: Client):
     for path in ("/login/", "/register/"):
-        assert 'name="csrf_token" value="' in await (await auth.client.get(path)).text()
-    await auth.register("ivy")
-    page = await (await auth.client.get("/chat/")).text()
+        assert 'name="csrf_token" value="' in (await client.get(path)).body
+    await client.register("ivy")
+    page = (await client.get("/chat/")).body
     assert page.count('name="csrf_token"') == page.count("<form")

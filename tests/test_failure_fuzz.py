@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from chatapp.accounts.users import Accounts
 from chatapp.chat.frames import MAX_CLIENT_ID_LENGTH
 
-from .chat_client import PASSWORD, Socket, connect, login
-from .support import CSRF_RE, AppProcess, RedisServer, http_session
+from .client import PASSWORD, Client, Socket
+from .support import AppProcess, RedisServer
 
 pytestmark = [pytest.mark.failure, pytest.mark.multiprocess]
 
@@ -143,16 +143,15 @@ def expected_text(raw: str) -> str | None:
 
 
 class FuzzSocket:
-    def __init__(self, base: str, http: aiohttp.ClientSession) -> None:
-        self.base = base
-        self.http = http
+    def __init__(self, person: Client) -> None:
+        self.person = person
         self.sock: Socket | None = None
         self.cases = 0
         self.outcomes: dict[str, int] = {}
 
     async def open(self) -> Socket:
         if self.sock is None or self.sock.ws.closed:
-            self.sock = await connect(self.http, self.base, "fuzz")
+            self.sock = await self.person.join("fuzz")
             assert (await self.sock.next("history"))["type"] == "history"
         return self.sock
 
@@ -172,17 +171,15 @@ class FuzzSocket:
 
 @pytest.fixture
 async def fuzz_socket(fuzz_app, figure):
-    async with http_session() as http:
-        await login(http, fuzz_app.url, "fuzzer")
-        fuzz = FuzzSocket(fuzz_app.url, http)
+    async with Client(fuzz_app.url, "fuzzer") as person:
+        fuzz = FuzzSocket(person)
         yield fuzz
         # Afterwards the same socket still works, and so does the server.
         sock = await fuzz.open()
         await sock.send("still here", client_id="after-fuzzing")
         echo = await sock.next("message")
         assert (echo["text"], echo["client_id"]) == ("still here", "after-fuzzing")
-        async with http.get(fuzz_app.url + "/healthz") as response:
-            assert response.status == 200
+        assert (await person.get("/healthz")).status == 200
         await sock.close()
     assert_clean_log(fuzz_app)
     figure("socket frames fuzzed", fuzz.cases)
@@ -327,18 +324,17 @@ class FuzzForms:
 
     def __init__(self, base: str) -> None:
         self.base = base
-        self.http: aiohttp.ClientSession | None = None
+        self.client: Client | None = None
         self.token = ""
         self.cases = 0
         self.statuses: dict[int, int] = {}
 
     async def login(self) -> None:
-        if self.http is not None:
-            await self.http.close()
-        self.http = http_session()
-        await login(self.http, self.base, "boss", register=False)
-        async with self.http.get(self.base + "/chat/") as response:
-            self.token = CSRF_RE.search(await response.text()).group(1)
+        if self.client is not None:
+            await self.client.close()
+        self.client = Client(self.base, "boss")
+        assert (await self.client.login()).status == 302
+        self.token = await self.client.csrf("/chat/")
 
     async def post(self, case: dict) -> int:
         fields = dict(case["fields"])
@@ -348,8 +344,7 @@ class FuzzForms:
             fields["csrf_token"] = "x" + self.token[1:]
         else:
             fields.pop("csrf_token", None)
-        url = self.base + case["path"]
-        kwargs: dict = {"allow_redirects": False}
+        kwargs: dict = {}
         if case["encoding"] == "urlencoded":
             kwargs["data"] = urlencode(fields).encode()
             kwargs["headers"] = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -363,9 +358,7 @@ class FuzzForms:
             kwargs["headers"] = {"Content-Type": "application/x-www-form-urlencoded"}
         else:
             kwargs["json"] = fields
-        async with self.http.post(url, **kwargs) as response:
-            await response.read()
-            return response.status
+        return (await self.client.request("POST", case["path"], **kwargs)).status
 
 
 @pytest.fixture
@@ -383,11 +376,9 @@ async def fuzz_forms(fuzz_app, figure):
     yield forms
     # Afterwards the server still serves pages and the superuser's session works.
     await forms.login()
-    async with forms.http.get(fuzz_app.url + "/admin/") as response:
-        assert response.status == 200
-    async with forms.http.get(fuzz_app.url + "/healthz") as response:
-        assert response.status == 200
-    await forms.http.close()
+    assert (await forms.client.get("/admin/")).status == 200
+    assert (await forms.client.get("/healthz")).status == 200
+    await forms.client.close()
     assert_clean_log(fuzz_app)
     figure("form posts fuzzed", forms.cases)
     figure("statuses", ", ".join(f"{k}: {v}" for k, v in sorted(forms.statuses.items())))

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from chatapp.chat.subscriber import SUBSCRIBER_PING_AFTER, SUBSCRIBER_PONG_TIMEOUT
 from chatapp.store.keys import Keys
 
-from .chat_client import Person
+from .client import Client
 from .failure_support import (
     Follower,
     TcpProxy,
@@ -27,9 +27,8 @@ from .failure_support import (
     loop_time,
     settle,
     status_is,
-    until,
 )
-from .support import AppProcess, RedisServer, start_apps
+from .support import AppProcess, RedisServer, start_apps, until
 
 pytestmark = [pytest.mark.failure, pytest.mark.multiprocess]
 
@@ -69,10 +68,10 @@ async def test_redis_killed_mid_chat_and_restarted_two_seconds_later(persistence
     try:
         await asyncio.to_thread(start_apps, a, b)
         async with (
-            Person(a.url, "ann") as ann,
-            Person(b.url, "ben") as ben,
-            Person(a.url, "cat") as cat,
-            Person(b.url, "dan") as dan,
+            Client(a.url, "ann") as ann,
+            Client(b.url, "ben") as ben,
+            Client(a.url, "cat") as cat,
+            Client(b.url, "dan") as dan,
         ):
             followers = [await Follower(p, "lobby").start() for p in (ann, ben, cat, dan)]
             stop = asyncio.Event()
@@ -84,13 +83,14 @@ async def test_redis_killed_mid_chat_and_restarted_two_seconds_later(persistence
             for app in (a, b):
                 await until(lambda app=app: status_is(app.url, "/healthz", 503), 2, "healthz 503")
             # A page needs Redis (the session): 503 "try again", not a 500.
-            assert await http_status(a.url, "/chat/", ann.http) == 503
+            assert await http_status(a.url, "/chat/", ann) == 503
             # The sender is told its message was not kept (the talkers get the same).
             client_id = await followers[0].send("while Redis is down")
             await until(lambda: client_id in followers[0].refused, 5, "the error frame")
             assert followers[0].refused[client_id] == "unavailable"
             assert "not stored" in followers[0].refusals[client_id]
 
+            # The scenario: Redis stays down 2 s while people keep talking.
             await asyncio.sleep(max(0.0, killed_at + 2.0 - loop_time()))
             await asyncio.to_thread(redis.start)  # same port; returns once it answers PING
             back_at = loop_time()
@@ -103,7 +103,7 @@ async def test_redis_killed_mid_chat_and_restarted_two_seconds_later(persistence
                 return flows if len(flows) == 2 else None
 
             flows = await until(both_ways, RESUME_WITHIN + 5, "delivery across both processes")
-            await asyncio.sleep(1.0)  # keep talking a little after recovery
+            await asyncio.sleep(1.0)  # the scenario: keep talking a little after recovery
             stop.set()
             await asyncio.gather(*talk)
             await settle(followers, redis.url, "lobby")
@@ -159,7 +159,7 @@ async def test_redis_frozen_with_sigstop_then_resumed(figure):
     a, b = AppProcess(redis.url, **ENV), AppProcess(redis.url, **ENV)
     try:
         await asyncio.to_thread(start_apps, a, b)
-        async with Person(a.url, "ann") as ann, Person(b.url, "ben") as ben:
+        async with Client(a.url, "ann") as ann, Client(b.url, "ben") as ben:
             followers = [await Follower(p, "lobby").start() for p in (ann, ben)]
             stop = asyncio.Event()
             talk = [asyncio.create_task(f.chatter(0.05, stop)) for f in followers]
@@ -184,6 +184,7 @@ async def test_redis_frozen_with_sigstop_then_resumed(figure):
             # A hung Redis may still run the command when it wakes: the sender is told so.
             assert "may still be stored" in followers[0].refusals[client_id]
 
+            # The scenario: Redis stays frozen 8 s.
             await asyncio.sleep(max(0.0, frozen_at + 8.0 - loop_time()))
             redis.proc.send_signal(signal.SIGCONT)
             back_at = loop_time()
@@ -197,7 +198,7 @@ async def test_redis_frozen_with_sigstop_then_resumed(figure):
                 return flows if len(flows) == 2 else None
 
             flows = await until(both_ways, RESUME_WITHIN + 5, "delivery across both processes")
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(1.0)  # the scenario: keep talking a little after recovery
             stop.set()
             await asyncio.gather(*talk)
             await settle(followers, redis.url, "lobby")
@@ -241,21 +242,21 @@ async def test_history_survives_a_redis_restart_with_aof(figure):
     app = AppProcess(redis.url, **ENV)
     try:
         await asyncio.to_thread(app.start)
-        async with Person(app.url, "ann") as ann, Person(app.url, "ben") as ben:
+        async with Client(app.url, "ann") as ann, Client(app.url, "ben") as ben:
             followers = [await Follower(p, "lobby").start() for p in (ann, ben)]
             stop = asyncio.Event()
             talk = [asyncio.create_task(f.chatter(0.01, stop)) for f in followers]
             await until(lambda: len(acked_union(followers)) >= 100, 10, "some messages")
             redis.kill()  # mid-stream: the last acknowledged messages are milliseconds old
             acked_before = dict(acked_union(followers))
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # the scenario: they keep talking while Redis is down
             stop.set()
             await asyncio.gather(*talk)
             await asyncio.to_thread(redis.start)
             await until(lambda: status_is(app.url, "/healthz", 200), 5, "healthz 200")
 
-            assert await http_status(app.url, "/chat/", ann.http) == 200  # still logged in
-            async with Person(app.url, "late") as late:
+            assert await http_status(app.url, "/chat/", ann) == 200  # still logged in
+            async with Client(app.url, "late") as late:
                 sock = await late.join("lobby")
                 history = (await sock.next("history"))["messages"]
             ids = [m["id"] for m in history]
@@ -295,7 +296,7 @@ async def test_pubsub_connections_killed_by_redis_are_resubscribed(figure):
     rooms = ["lobby", "dev", "ops"]
     try:
         await asyncio.to_thread(start_apps, a, b)
-        async with Person(a.url, "ann") as ann, Person(b.url, "ben") as ben:
+        async with Client(a.url, "ann") as ann, Client(b.url, "ben") as ben:
             by_room = {
                 room: [await Follower(p, room).start() for p in (ann, ben)] for room in rooms
             }
@@ -315,7 +316,7 @@ async def test_pubsub_connections_killed_by_redis_are_resubscribed(figure):
                     return out if all(len(f) == 2 for f in out.values()) else None
 
                 flows = await until(all_rooms_flow, RESUME_WITHIN + 5, "delivery in every room")
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(1.0)  # the scenario: keep talking a little after recovery
                 stop.set()
                 await asyncio.gather(*talk)
                 checked = 0
@@ -360,7 +361,7 @@ async def test_silently_dead_subscriber_connection_is_noticed_by_ping(figure):
     bound = SUBSCRIBER_PING_AFTER + SUBSCRIBER_PONG_TIMEOUT + 3.0
     try:
         await asyncio.to_thread(start_apps, a, b)
-        async with Person(a.url, "ann") as ann, Person(b.url, "ben") as ben:
+        async with Client(a.url, "ann") as ann, Client(b.url, "ben") as ben:
             deaf, talker = (
                 await Follower(ann, "lobby").start(),
                 await Follower(ben, "lobby").start(),
@@ -380,7 +381,7 @@ async def test_silently_dead_subscriber_connection_is_noticed_by_ping(figure):
                 return min(late) if late else None
 
             resumed = await until(heard_again, bound + 5, "the silenced worker to hear again")
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(1.0)  # the scenario: keep talking a little after recovery
             stop.set()
             await talk
             await settle([deaf, talker], redis.url, "lobby")

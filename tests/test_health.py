@@ -1,5 +1,6 @@
 """`/healthz` answers 200 while Redis answers, 503 naming Redis when it does not."""
 
+from .client import Client
 from .conftest import make_config
 from .support import RedisServer
 
@@ -7,7 +8,7 @@ from .support import RedisServer
 async def test_healthz_ok(client):
     response = await client.get("/healthz")
     assert response.status == 200
-    assert await response.json() == {"status": "ok", "redis": "ok"}
+    assert response.json() == {"status": "ok", "redis": "ok"}
 
 
 async def test_healthz_ok_on_memory_store(app_factory):
@@ -20,12 +21,12 @@ async def test_healthz_503_while_redis_is_down_and_200_after(aiohttp_client):
 
     server = RedisServer().start()
     try:
-        client = await aiohttp_client(create_app(make_config(server.url)))
+        client = Client(await aiohttp_client(create_app(make_config(server.url))))
         assert (await client.get("/healthz")).status == 200
         server.kill()
         response = await client.get("/healthz")
         assert response.status == 503
-        body = await response.json()
+        body = response.json()
         assert body["redis"] == "unavailable"
         assert server.url in body["detail"]
         server.start()

@@ -10,7 +10,7 @@ import pytest
 
 from chatapp.app import create_app
 
-from .chat_client import Person
+from .client import Client
 from .conftest import make_config
 
 INTERVAL = 1.0  # chat.heartbeat_seconds for these tests: a ping after 0.8-1.2 s of silence
@@ -36,7 +36,7 @@ async def next_of(ws: aiohttp.ClientWebSocketResponse, types: set, timeout: floa
 
 
 async def test_silent_peer_that_does_not_answer_pings_is_dropped_and_leaves(base):
-    async with Person(base, "ann") as ann, Person(base, "bob") as bob:
+    async with Client(base, "ann") as ann, Client(base, "bob") as bob:
         live = await bob.join("lobby")
         await live.next("presence")
         # aiohttp's client answers pings only while it is being read: read bob always.
@@ -68,7 +68,7 @@ async def test_silent_peer_that_does_not_answer_pings_is_dropped_and_leaves(base
                     seen.append(frame["users"])
             assert ["ann", "bob"] in seen
             # ... and bob, who answers, is still there after several heartbeats.
-            await asyncio.sleep(3 * INTERVAL)
+            await asyncio.sleep(3 * INTERVAL)  # the scenario: several heartbeats pass
             await live.send("still here")
             while (frame := await asyncio.wait_for(frames.get(), 3))["type"] != "message":
                 pass
@@ -78,12 +78,12 @@ async def test_silent_peer_that_does_not_answer_pings_is_dropped_and_leaves(base
 
 
 async def test_peer_that_keeps_sending_is_never_pinged(base):
-    async with Person(base, "ann") as ann:
+    async with Client(base, "ann") as ann:
         sock = await ann.join("lobby", autoping=False)
         types = []
         for i in range(12):  # 3.6 s of messages every 0.3 s: never 0.8 s of silence
             await sock.send(f"m{i}")
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # the scenario: a peer that talks every 0.3 s
             while True:
                 try:
                     msg = await asyncio.wait_for(sock.ws.receive(), 0.01)
@@ -96,7 +96,7 @@ async def test_peer_that_keeps_sending_is_never_pinged(base):
 
 
 async def test_ping_from_the_peer_gets_a_pong_with_its_payload(base):
-    async with Person(base, "ann") as ann:
+    async with Client(base, "ann") as ann:
         sock = await ann.join("lobby", autoping=False)
         await sock.ws.ping(b"are you there")
         pong = await next_of(sock.ws, {aiohttp.WSMsgType.PONG}, 2.0)

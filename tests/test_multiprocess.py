@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import time
 
-import aiohttp
 import pytest
 
-from .chat_client import Person, Socket
-from .support import AppProcess, GunicornProcess, app_pair, socket_owner, wait_for
+from .client import Client, Socket
+from .support import (
+    AppProcess,
+    GunicornProcess,
+    app_pair,
+    socket_owner,
+    start_apps,
+    until_sync,
+)
 
 pytestmark = pytest.mark.multiprocess
 
 FAST = {"CHATAPP_CHAT_RATE_LIMIT_MESSAGES": "1000000"}
+PRESENCE_TTL = 2.0  # chat.presence_ttl where a test waits for a killed worker's records
 
 
 @pytest.fixture(scope="module")
@@ -25,37 +31,27 @@ def processes(redis_server):
 
 
 @pytest.fixture
-def pair(processes, redis_url):
-    """The two processes' base URLs, with Redis emptied for this test."""
-    return processes[0].url, processes[1].url
+def pair(processes, redis_url, room):
+    """The two processes' base URLs, with Redis emptied for this test, and a fresh room."""
+    return processes[0].url, processes[1].url, room
 
 
-async def presence_until(sock: Socket, users: list[str], timeout: float = 5.0) -> dict:
-    """Presence frames are a stream of states: wait for the one naming `users`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        frame = await sock.next("presence", max(0.01, deadline - loop.time()))
-        if frame["users"] == users:
-            return frame
-
-
-async def room_counts(http: aiohttp.ClientSession, base: str) -> dict[str, int]:
-    async with http.get(base + "/api/rooms") as response:
-        return {r["name"]: r["count"] for r in (await response.json())["rooms"]}
+async def room_counts(person: Client, base: str) -> dict[str, int]:
+    rooms = (await person.json(base + "/api/rooms"))["rooms"]
+    return {r["name"]: r["count"] for r in rooms}
 
 
 async def test_message_sent_on_one_process_reaches_the_other_with_every_field(pair):
-    one, two = pair
-    async with Person(one, "ann") as ann, Person(two, "ben") as ben:
-        a, b = await ann.join("lobby"), await ben.join("lobby")
-        await presence_until(a, ["ann", "ben"])
+    one, two, room = pair
+    async with Client(one, "ann") as ann, Client(two, "ben") as ben:
+        a, b = await ann.join(room), await ben.join(room)
+        await a.presence(["ann", "ben"])
         await a.send("hello from one", client_id="c-42")
         got = await b.next("message")
         echo = await a.next("message")
         assert got == echo  # one path, one frame
         assert got["id"] == 1
-        assert got["room"] == "lobby"
+        assert got["room"] == room
         assert got["username"] == "ann"
         assert got["text"] == "hello from one"
         assert echo["client_id"] == "c-42"
@@ -63,24 +59,24 @@ async def test_message_sent_on_one_process_reaches_the_other_with_every_field(pa
 
 
 async def test_seed_message_frame_crosses_processes(pair):
-    one, two = pair
-    async with Person(one, "ann") as ann, Person(two, "ben") as ben:
-        a, b = await ann.join("lobby"), await ben.join("lobby")
-        await presence_until(a, ["ann", "ben"])
+    one, two, room = pair
+    async with Client(one, "ann") as ann, Client(two, "ben") as ben:
+        a, b = await ann.join(room), await ben.join(room)
+        await a.presence(["ann", "ben"])
         await b.ws.send_json({"message": "the seed's frame"})
         got = await a.next("message")
         assert (got["username"], got["text"], got["id"]) == ("ben", "the seed's frame", 1)
 
 
 async def test_hundred_messages_arrive_in_order_with_consecutive_ids_on_both(pair):
-    one, two = pair
+    one, two, room = pair
     async with (
-        Person(one, "ann") as ann,
-        Person(two, "ben") as ben,
-        Person(one, "cat") as cat,
+        Client(one, "ann") as ann,
+        Client(two, "ben") as ben,
+        Client(one, "cat") as cat,
     ):
-        a, b, c = await ann.join("lobby"), await ben.join("lobby"), await cat.join("lobby")
-        await presence_until(a, ["ann", "ben", "cat"])
+        a, b, c = await ann.join(room), await ben.join(room), await cat.join(room)
+        await a.presence(["ann", "ben", "cat"])
         for i in range(100):
             await a.send(f"m{i}")
         for sock in (a, b, c):
@@ -90,54 +86,60 @@ async def test_hundred_messages_arrive_in_order_with_consecutive_ids_on_both(pai
 
 
 async def test_late_joiner_on_the_other_process_gets_history_and_resumes_after(pair):
-    one, two = pair
-    async with Person(one, "ann") as ann, Person(two, "dan") as dan:
-        a = await ann.join("lobby")
+    one, two, room = pair
+    async with Client(one, "ann") as ann, Client(two, "dan") as dan:
+        a = await ann.join(room)
         for i in range(10):
             await a.send(f"m{i}")
         await a.messages(10)
-        late = await dan.join("lobby")
+        late = await dan.join(room)
         history = await late.next("history")
         assert [m["id"] for m in history["messages"]] == list(range(1, 11))
         assert history["truncated"] is False
-        resumed = await dan.join("lobby", after=7)
+        resumed = await dan.join(room, after=7)
         assert [m["id"] for m in (await resumed.next("history"))["messages"]] == [8, 9, 10]
 
 
 async def test_presence_and_room_counts_agree_across_processes(pair):
-    one, two = pair
-    async with Person(one, "ann") as ann, Person(two, "ben") as ben:
-        a = await ann.join("lobby")
-        await ann.join("lobby", base=two)  # a second tab, on the other process
-        b = await ben.join("lobby")
+    one, two, room = pair
+    async with Client(one, "ann") as ann, Client(two, "ben") as ben:
+        a = await ann.join(room)
+        await ann.join(room, base=two)  # a second tab, on the other process
+        b = await ben.join(room)
         for sock in (a, b):
-            frame = await presence_until(sock, ["ann", "ben"])
+            frame = await sock.presence(["ann", "ben"])
             assert frame["count"] == 2
         for base in (one, two):
-            assert await room_counts(ann.http, base) == {"lobby": 2}
-            page = await (await ann.http.get(base + "/chat/")).text()
+            assert await room_counts(ann, base) == {room: 2}
+            page = (await ann.get(base + "/chat/")).body
             assert '<span class="count" data-count>2</span>' in page
         await b.close()
-        await presence_until(a, ["ann"])
-        assert await room_counts(ann.http, two) == {"lobby": 1}
+        await a.presence(["ann"])
+        assert await room_counts(ann, two) == {room: 1}
 
 
-async def test_members_of_a_process_killed_with_sigkill_disappear_within_30s(redis_url):
-    """kill -9 one of two processes: its people leave presence and counts within 30 s."""
-    survivor = AppProcess(redis_url, **FAST).start()
-    victim = AppProcess(redis_url, **FAST).start()
+async def test_members_of_a_process_killed_with_sigkill_disappear_within_the_presence_ttl(
+    redis_url,
+):
+    """kill -9 one of two processes: its people leave presence and counts once their
+    records expire: chat.presence_ttl after their last refresh (every quarter of it),
+    seen by the survivor's next sweep (also every quarter of it)."""
+    env = {**FAST, "CHATAPP_CHAT_PRESENCE_TTL": str(PRESENCE_TTL)}
+    survivor, victim = start_apps(AppProcess(redis_url, **env), AppProcess(redis_url, **env))
     try:
-        async with Person(survivor.url, "ann") as ann, Person(victim.url, "ben") as ben:
+        async with Client(survivor.url, "ann") as ann, Client(victim.url, "ben") as ben:
             a = await ann.join("doomed")
             await ben.join("doomed")
-            await presence_until(a, ["ann", "ben"])
-            assert await room_counts(ann.http, survivor.url) == {"doomed": 2}
+            await a.presence(["ann", "ben"])
+            assert await room_counts(ann, survivor.url) == {"doomed": 2}
             victim.signal(signal.SIGKILL)
             killed = time.monotonic()
-            await presence_until(a, ["ann"], timeout=30)
+            await a.presence(["ann"], timeout=2 * PRESENCE_TTL + 5)
             gone_after = time.monotonic() - killed
-            assert await room_counts(ann.http, survivor.url) == {"doomed": 1}
-            assert gone_after < 30
+            assert await room_counts(ann, survivor.url) == {"doomed": 1}
+            # Refreshed at most a quarter of the ttl before the kill (half: scheduling
+            # slack), swept at most a quarter of it after the expiry (+1 s of slack).
+            assert PRESENCE_TTL / 2 <= gone_after <= PRESENCE_TTL * 1.25 + 1.0
     finally:
         victim.stop()
         survivor.stop()
@@ -146,7 +148,7 @@ async def test_members_of_a_process_killed_with_sigkill_disappear_within_30s(red
 async def test_sigterm_closes_sockets_with_1001_and_exits_0(redis_url):
     app = AppProcess(redis_url).start()
     try:
-        async with Person(app.url, "ann") as ann:
+        async with Client(app.url, "ann") as ann:
             sockets = [await ann.join("lobby"), await ann.join("other")]
             for sock in sockets:
                 await sock.next("presence")
@@ -158,15 +160,17 @@ async def test_sigterm_closes_sockets_with_1001_and_exits_0(redis_url):
     assert "Traceback" not in app.log()
 
 
-async def _sockets_on_two_workers(server: GunicornProcess, people: list[Person]):
+async def _sockets_on_two_workers(server: GunicornProcess, people: list[Client]):
     """Open sockets until both gunicorn workers hold at least one; return (socket, pid)."""
-    pids = wait_for(lambda: len(server.worker_pids()) == 2 and server.worker_pids(), 15)
+    pids = until_sync(
+        lambda: len(server.worker_pids()) == 2 and server.worker_pids(), 15, "2 gunicorn workers"
+    )
     placed: list[tuple[Socket, int]] = []
     for attempt in range(60):
         person = people[attempt % len(people)]
         sock = await person.join("lobby")
         await sock.next("history")
-        client_port = sock.ws.get_extra_info("sockname")[1]
+        client_port = sock.port
         owner = socket_owner(server.port, client_port, pids)
         assert owner in pids, f"no worker holds the socket from port {client_port}"
         placed.append((sock, owner))
@@ -178,7 +182,7 @@ async def _sockets_on_two_workers(server: GunicornProcess, people: list[Person])
 async def test_gunicorn_two_workers_carry_messages_across_workers_and_stop_on_sigterm(redis_url):
     server = GunicornProcess(redis_url, workers=2, **FAST).start()
     try:
-        async with Person(server.url, "ann") as ann, Person(server.url, "ben") as ben:
+        async with Client(server.url, "ann") as ann, Client(server.url, "ben") as ben:
             placed = await _sockets_on_two_workers(server, [ann, ben])
             sender = placed[0][0]
             await sender.send("across workers", client_id="g-1")

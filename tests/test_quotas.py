@@ -11,7 +11,7 @@ import pytest
 
 from chatapp.app import create_app
 
-from .chat_client import Person
+from .client import Client
 from .conftest import make_config
 
 
@@ -27,7 +27,7 @@ def start_server(aiohttp_server, redis_url):
 
 async def test_socket_past_the_per_person_limit_gets_an_error_and_1008(start_server):
     base = await start_server(max_sockets_per_user=3)
-    async with Person(base, "ann") as ann, Person(base, "bob") as bob:
+    async with Client(base, "ann") as ann, Client(base, "bob") as bob:
         kept = [await ann.join("lobby") for _ in range(3)]
         for sock in kept:
             await sock.next("history")
@@ -45,7 +45,7 @@ async def test_socket_past_the_per_person_limit_gets_an_error_and_1008(start_ser
 
 async def test_rooms_past_the_hourly_quota_are_refused_and_not_created(start_server):
     base = await start_server(rooms_per_hour=2)
-    async with Person(base, "ann") as ann, Person(base, "bob") as bob:
+    async with Client(base, "ann") as ann, Client(base, "bob") as bob:
         for room in ("first", "second"):
             sock = await ann.join(room)
             await sock.next("history")
@@ -53,7 +53,7 @@ async def test_rooms_past_the_hourly_quota_are_refused_and_not_created(start_ser
         error = await third.next("error")
         assert error["code"] == "room_quota"
         assert await third.closed() == aiohttp.WSCloseCode.POLICY_VIOLATION
-        listed = await (await ann.http.get(base + "/api/rooms")).json()
+        listed = await ann.json("/api/rooms")
         assert sorted(r["name"] for r in listed["rooms"]) == ["first", "second"]
         existing = await ann.join("first")  # joining a room that exists costs nothing
         await existing.next("history")
@@ -63,17 +63,11 @@ async def test_rooms_past_the_hourly_quota_are_refused_and_not_created(start_ser
 
 async def test_room_form_past_the_quota_is_a_form_error_and_creates_nothing(start_server):
     base = await start_server(rooms_per_hour=1)
-    async with Person(base, "ann") as ann:
+    async with Client(base, "ann") as ann:
         sock = await ann.join("first")
         await sock.next("history")
-        page = await (await ann.http.get(base + "/chat/")).text()
-        token = page.split('name="csrf_token" value="')[1].split('"')[0]
-        response = await ann.http.post(
-            base + "/chat/", data={"room": "second", "csrf_token": token}, allow_redirects=False
-        )
+        response = await ann.submit("/chat/", {"room": "second"})
         assert response.status == 429
-        assert "limit of 1 new rooms per hour" in await response.text()
-        again = await ann.http.post(
-            base + "/chat/", data={"room": "FIRST", "csrf_token": token}, allow_redirects=False
-        )
-        assert again.headers["Location"] == "/chat/first/"  # existing rooms stay open
+        assert "limit of 1 new rooms per hour" in response.text
+        again = await ann.submit("/chat/", {"room": "FIRST"})
+        assert again.location == "/chat/first/"  # existing rooms stay open

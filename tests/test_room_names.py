@@ -6,7 +6,7 @@ import pytest
 
 from chatapp.app import create_app
 
-from .chat_client import Person
+from .client import Client
 from .conftest import make_config
 
 
@@ -17,7 +17,7 @@ async def base(aiohttp_server, redis_url) -> str:
 
 
 async def test_two_casings_are_one_room_named_as_first_created(base):
-    async with Person(base, "ann") as ann, Person(base, "bob") as bob:
+    async with Client(base, "ann") as ann, Client(base, "bob") as bob:
         first = await ann.join("General")
         await first.next("history")
         await first.send("hello")
@@ -28,28 +28,24 @@ async def test_two_casings_are_one_room_named_as_first_created(base):
         await other.send("same room")
         got = await first.next("message")
         assert (got["room"], got["text"]) == ("General", "same room")
-        rooms = await (await ann.http.get(base + "/api/rooms")).json()
+        rooms = await ann.json("/api/rooms")
         assert [r["name"] for r in rooms["rooms"]] == ["General"]
 
 
 async def test_another_casing_of_a_rooms_page_redirects_to_it(base):
-    async with Person(base, "ann") as ann:
+    async with Client(base, "ann") as ann:
         sock = await ann.join("General")
         await sock.next("history")
-        response = await ann.http.get(base + "/chat/general/?at=3", allow_redirects=False)
+        response = await ann.get("/chat/general/?at=3")
         assert response.status == 302
-        assert response.headers["Location"] == "/chat/General/?at=3"
-        page = await ann.http.get(base + "/chat/General/", allow_redirects=False)
+        assert response.location == "/chat/General/?at=3"
+        page = await ann.get("/chat/General/")
         assert page.status == 200
 
 
 async def test_entering_another_casing_by_the_form_goes_to_the_room(base):
-    async with Person(base, "ann") as ann:
+    async with Client(base, "ann") as ann:
         sock = await ann.join("General")
         await sock.next("history")
-        page = await (await ann.http.get(base + "/chat/")).text()
-        token = page.split('name="csrf_token" value="')[1].split('"')[0]
-        response = await ann.http.post(
-            base + "/chat/", data={"room": "gEnErAl", "csrf_token": token}, allow_redirects=False
-        )
-        assert response.headers["Location"] == "/chat/General/"
+        response = await ann.submit("/chat/", {"room": "gEnErAl"})
+        assert response.location == "/chat/General/"

@@ -11,31 +11,22 @@ import asyncio
 
 import pytest
 
-from .chat_client import Person
-from .support import CSRF_RE, app_pair
+from .client import Client
+from .support import app_pair
 
 pytestmark = pytest.mark.multiprocess
 
 
-async def logout(person: Person, base: str) -> None:
-    page = await (await person.http.get(base + "/chat/")).text()
-    token = CSRF_RE.search(page).group(1)
-    response = await person.http.post(
-        base + "/logout/", data={"csrf_token": token}, allow_redirects=False
-    )
-    assert response.status == 302
-
-
 async def test_logout_on_one_worker_closes_the_sessions_socket_on_the_other(redis_url):
     with app_pair(redis_url) as (one, two):
-        async with Person(one.url, "ann") as ann, Person(one.url, "bob") as bob:
+        async with Client(one.url, "ann") as ann, Client(one.url, "bob") as bob:
             on_two = await ann.join("lobby", base=two.url)
             await on_two.next("history")
             watcher = await bob.join("lobby", base=two.url)
             await watcher.next("history")
             loop = asyncio.get_running_loop()
             started = loop.time()
-            await logout(ann, one.url)
+            assert (await ann.logout()).status == 302
             assert await on_two.closed(timeout=1.0) == 1008
             assert loop.time() - started < 1.0
             # Nothing it might still send is stored: bob's own message is the first.
@@ -48,7 +39,7 @@ async def test_session_that_expires_in_redis_closes_its_socket_within_a_heartbea
 ):
     heartbeat = 1.0
     with app_pair(redis_url, CHATAPP_CHAT_HEARTBEAT_SECONDS=str(heartbeat)) as (one, two):
-        async with Person(one.url, "ann") as ann, Person(one.url, "bob") as bob:
+        async with Client(one.url, "ann") as ann, Client(one.url, "bob") as bob:
             doomed = await ann.join("lobby", base=two.url)
             await doomed.next("history")
             kept = await bob.join("lobby", base=two.url)
