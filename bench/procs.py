@@ -24,6 +24,7 @@ CHATAPP_ENV = {
     # The generator shares a few users' cookies among thousands of sockets.
     "CHATAPP_CHAT_MAX_SOCKETS_PER_USER": "1000000",
     "CHATAPP_CHAT_ROOMS_PER_HOUR": "1000000",
+    "CHATAPP_ACCOUNTS_REGISTRATIONS_PER_ADDRESS": "1000000",
     "CHATAPP_DEMO_SEED_USERS": "false",
     "CHATAPP_SESSION_SECRET_KEY": "bench-secret",
 }

@@ -23,6 +23,7 @@ SETUP = """\
   `python -m chatapp --config config.yaml` with `CHATAPP_REDIS_URL` pointing at it and
   `CHATAPP_ACCOUNTS_BCRYPT_ROUNDS=4 CHATAPP_CHAT_RATE_LIMIT_MESSAGES=1000000
   CHATAPP_CHAT_MAX_SOCKETS_PER_USER=1000000 CHATAPP_CHAT_ROOMS_PER_HOUR=1000000
+  CHATAPP_ACCOUNTS_REGISTRATIONS_PER_ADDRESS=1000000
   CHATAPP_DEMO_SEED_USERS=false` (the generator shares a few users among many sockets).
 - The server and its Redis are pinned to CPU 0, the load generator to CPU 1 (`taskset`).
 - The runner raises its open-file limit to the hard limit and every process it starts

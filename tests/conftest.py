@@ -52,10 +52,14 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
 
 
 def make_config(redis_url: str, **sections: dict) -> Config:
-    """A Config for tests: fast bcrypt, fixed secret, no demo users, plus overrides."""
+    """A Config for tests: fast bcrypt, fixed secret, no demo users, plus overrides.
+
+    Every test person registers from 127.0.0.1: the registration throttle is
+    raised (its own tests lower it again).
+    """
     data: dict[str, dict] = {
         "redis": {"url": redis_url},
-        "accounts": {"bcrypt_rounds": 4},
+        "accounts": {"bcrypt_rounds": 4, "registrations_per_address": 100_000},
         "session": {"secret_key": "test-secret"},
         "demo": {"seed_users": False},
         "server": {"access_log": False},

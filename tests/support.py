@@ -151,6 +151,8 @@ def app_env(redis_url: str, **extra: str) -> dict[str, str]:
         CHATAPP_ACCOUNTS_BCRYPT_ROUNDS="4",
         CHATAPP_SESSION_SECRET_KEY="test-secret",
         CHATAPP_DEMO_SEED_USERS="false",
+        # Every test person registers from 127.0.0.1.
+        CHATAPP_ACCOUNTS_REGISTRATIONS_PER_ADDRESS="100000",
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)
