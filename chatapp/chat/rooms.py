@@ -105,6 +105,13 @@ class RoomDirectory:
         """Undo `admit` of a room created a moment ago under a casing another took first."""
         await self._redis.delete(Keys.room_seq(room))
 
+    async def note_created(self, username: str) -> None:
+        """Count a room created outside `admit` (a private room) on the hourly quota."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.incr(Keys.rooms_created(username))
+        pipe.expire(Keys.rooms_created(username), 3600, nx=True)
+        await pipe.execute()
+
     async def can_create(self, username: str) -> bool:
         """Whether `username` may still create a room this hour (for forms)."""
         made = await self._redis.get(Keys.rooms_created(username))
