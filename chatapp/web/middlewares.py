@@ -7,13 +7,13 @@ import logging
 from urllib.parse import quote
 
 import aiohttp_jinja2
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp_session import get_session
 from redis.exceptions import RedisError
 
 from chatapp.accounts.sessions import end_session
-from chatapp.appkeys import accounts_key, session_storage_key, user_key
+from chatapp.appkeys import accounts_key, config_key, session_storage_key, user_key
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +47,38 @@ ERROR_TEXTS = {
 }
 
 
+HSTS = "max-age=31536000; includeSubDomains"
+
+
 async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: every response, pages, errors and static files alike."""
+    """on_response_prepare: every response, pages, errors and static files alike.
+
+    No `Server` header (aiohttp names itself and its version). `no-store` on
+    whatever is behind login, so no cache (the browser's, a proxy's) keeps a
+    page or an answer meant for one person; static files stay cacheable. HSTS
+    when the cookie is `session.secure`, that is when the site is served over
+    TLS (never on a plain-HTTP deployment, which it would break).
+    """
+    headers = response.headers
+    headers.popall(hdrs.SERVER, None)
+    if request.app[config_key].session.secure:
+        headers.setdefault("Strict-Transport-Security", HSTS)
     if isinstance(response, web.WebSocketResponse):
         # A 101 carries no document to protect, and its headers live as long as
         # the socket: 1.3 KB per idle socket.
         return
     for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
+        headers.setdefault(name, value)
+    if _behind_login(request):
+        headers["Cache-Control"] = "no-store"
+
+
+def _behind_login(request: web.Request) -> bool:
+    """Whether a response is meant for one person: a protected path or a logged-in asker."""
+    path = request.path
+    if path.startswith(SESSIONLESS_PREFIXES):
+        return False
+    return _needs_login(path) or request.get(user_key) is not None
 
 
 def error_page(request: web.Request, status: int, detail: str | None = None) -> web.Response:
