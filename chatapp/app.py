@@ -177,7 +177,7 @@ def create_app(config: Config, *, workers: int = 1) -> web.Application:
             middlewares.auth,
             middlewares.csrf,
         ],
-        client_max_size=256 * 1024,
+        client_max_size=middlewares.MAX_BODY,
     )
     app[config_key] = config
     app[store_key] = store

@@ -17,6 +17,9 @@ from chatapp.appkeys import accounts_key, config_key, session_storage_key, user_
 
 log = logging.getLogger(__name__)
 
+# The largest request body read (aiohttp's `client_max_size`); larger gets 413.
+MAX_BODY = 256 * 1024
+
 # Pages only logged-in people reach; everything else is public.
 PROTECTED_PREFIXES = ("/chat/", "/admin/", "/ws/", "/logout/", "/api/")
 # Paths that never need a session (cheap, and no cookie churn).
@@ -202,6 +205,14 @@ async def csrf(request: web.Request, handler):
     expected = session.get("csrf")
     try:
         form = await request.post()
+    except web.HTTPRequestEntityTooLarge:
+        # Over `client_max_size`: say so, rather than "CSRF" (no token could be read).
+        log.warning("413 on %s %s: body over %d bytes", request.method, request.path, MAX_BODY)
+        return error_page(
+            request,
+            413,
+            f"The request was too large: a form may send at most {MAX_BODY // 1024} KiB.",
+        )
     except (ValueError, HttpProcessingError, web.HTTPException):
         # Not a readable form (a malformed multipart part raises InvalidHeader):
         # no token can be read from it.
