@@ -16,7 +16,7 @@ from chatapp.appkeys import admin_key
 from chatapp.config import ConfigError
 
 from .conftest import AuthActions, make_config, page_text
-from .support import ROOT, app_env, free_port, run_cli
+from .support import ROOT, GunicornProcess, app_env, free_port, run_cli
 
 NEW_PASSWORD = "Sturdy-Pass-42"
 
@@ -30,6 +30,20 @@ def test_demo_users_need_an_opt_in_on_a_real_redis(redis_url, redis_server):
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("chatapp: config error: demo.seed_users is on with a real Redis")
     assert "demo.allow_on_redis" in lines[0] and "CHATAPP_DEMO_ALLOW_ON_REDIS" in lines[0]
+    assert not redis_server.client().exists("chatapp:user:admin")
+
+
+def test_gunicorn_stops_with_the_same_line(redis_url, redis_server):
+    server = GunicornProcess(redis_url, workers=1)
+    del server.env["CHATAPP_DEMO_SEED_USERS"]
+    server.launch()
+    try:
+        assert server.wait(30) == 3  # the worker failed to boot, so the master stops
+    finally:
+        server.stop()
+    log = server.log()
+    assert "chatapp: config error: demo.seed_users is on with a real Redis" in log
+    assert "Traceback" not in log
     assert not redis_server.client().exists("chatapp:user:admin")
 
 
