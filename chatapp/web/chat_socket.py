@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from urllib.parse import parse_qs, urlsplit
 
 from aiohttp import WSMsgType, hdrs, web
@@ -23,14 +24,22 @@ from chatapp.chat.service import Refused
 from chatapp.chat.wire import POLICY, drop_connection
 from chatapp.names import ROOM_RE
 from chatapp.web.middlewares import SOCKET_ROUTE, socket_user
+from chatapp.web.netutil import Network, parse_networks, request_scheme
 from chatapp.web.params import whole_number
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
-def origin_allowed(request: web.Request, allowed: list[str]) -> bool:
-    """The handshake's Origin is configured, or (none configured) the request's own host."""
+def origin_allowed(
+    request: web.Request, allowed: list[str], trusted_proxies: Sequence[Network] = ()
+) -> bool:
+    """The handshake's Origin is configured exactly, or (none configured) this very site.
+
+    "This site" is the request's scheme and `Host`: `https://host` is another
+    origin than `http://host`. The scheme is the connection's, or
+    `X-Forwarded-Proto` from a trusted proxy (`netutil.request_scheme`).
+    """
     origin = request.headers.get("Origin")
     if not origin:
         return False
@@ -40,7 +49,11 @@ def origin_allowed(request: web.Request, allowed: list[str]) -> bool:
     # The Host header, not `request.host`: that is cached on the request (see
     # `middlewares.socket_gate`). A handshake without Host matches nothing.
     host = request.headers.get(hdrs.HOST, "")
-    return parts.scheme in ("http", "https") and bool(host) and parts.netloc.lower() == host.lower()
+    return (
+        bool(host)
+        and parts.scheme == request_scheme(request, trusted_proxies)
+        and parts.netloc.lower() == host.lower()
+    )
 
 
 def _parse_after(request: web.Request) -> int | None:
@@ -70,7 +83,10 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
     if not ROOM_RE.fullmatch(room):
         raise web.HTTPNotFound(text="No such room: room names are letters, digits and _.")
     config = request.app[config_key]
-    if not origin_allowed(request, config.security.allowed_origins):
+    security = config.security
+    if not origin_allowed(
+        request, security.allowed_origins, parse_networks(security.trusted_proxies)
+    ):
         log.warning("refused socket from origin %r", request.headers.get("Origin"))
         raise web.HTTPForbidden(text="Origin not allowed.")
     after = _parse_after(request)
