@@ -20,6 +20,7 @@ import jinja2
 from aiohttp import web
 from aiohttp_session import session_middleware
 
+from chatapp.accounts.demo import DemoPasswords
 from chatapp.accounts.sessions import SignedRedisStorage
 from chatapp.accounts.throttle import LoginThrottle
 from chatapp.accounts.users import Accounts
@@ -29,6 +30,7 @@ from chatapp.appkeys import (
     admin_key,
     chat_key,
     config_key,
+    demo_passwords_key,
     metrics_key,
     rooms_key,
     session_storage_key,
@@ -37,7 +39,7 @@ from chatapp.appkeys import (
 )
 from chatapp.chat.service import ChatService
 from chatapp.chat.wire import GOING_AWAY
-from chatapp.config import Config
+from chatapp.config import Config, ConfigError, demo_seeding_problem
 from chatapp.logs import install_one_line_records
 from chatapp.metrics import Metrics
 from chatapp.paths import find_dir
@@ -162,7 +164,11 @@ def create_app(config: Config, *, workers: int = 1) -> web.Application:
     """Build the application for `config`; nothing connects until it starts.
 
     `workers` is how many processes serve it, for the start-up line only.
+    ConfigError if the config may not serve (`demo_seeding_problem`).
     """
+    problem = demo_seeding_problem(config)
+    if problem:
+        raise ConfigError(problem)
     install_one_line_records()
     store = make_store(config.redis.url)
     storage = SignedRedisStorage(
@@ -179,13 +185,14 @@ def create_app(config: Config, *, workers: int = 1) -> web.Application:
             middlewares.auth,
             middlewares.csrf,
         ],
-        client_max_size=256 * 1024,
+        client_max_size=middlewares.MAX_BODY,
     )
     app[config_key] = config
     app[store_key] = store
     app[session_storage_key] = storage
     app[metrics_key] = Metrics()
     app[accounts_key] = Accounts(store.raw, config.accounts.bcrypt_rounds)
+    app[demo_passwords_key] = DemoPasswords(store.raw, app[accounts_key].hasher)
     app[throttle_key] = LoginThrottle(
         store.raw,
         per_pair=config.accounts.login_failures_per_user,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from chatapp.accounts.demo import DemoPasswords
 from chatapp.accounts.sessions import SignedRedisStorage
 from chatapp.accounts.throttle import LoginThrottle
 from chatapp.accounts.users import Accounts, User
@@ -23,6 +24,7 @@ config_key = web.AppKey("config", Config)
 store_key = web.AppKey("store", Store)
 session_storage_key = web.AppKey("session_storage", SignedRedisStorage)
 accounts_key = web.AppKey("accounts", Accounts)
+demo_passwords_key = web.AppKey("demo_passwords", DemoPasswords)
 throttle_key = web.AppKey("throttle", LoginThrottle)
 admin_key = web.AppKey("admin", AdminActions)
 metrics_key = web.AppKey("metrics", Metrics)

@@ -103,6 +103,8 @@ class ChatConfig:
 @dataclass(frozen=True)
 class DemoConfig:
     seed_users: bool = False
+    # Seeding on a real Redis needs this too (see `demo_seeding_problem`).
+    allow_on_redis: bool = False
 
 
 @dataclass(frozen=True)
@@ -263,6 +265,25 @@ def _check_semantics(config: Config) -> None:
                 raise ConfigError(
                     f"security.{key}: expected IP addresses or networks, got {_describe(net)}"
                 ) from None
+
+
+def demo_seeding_problem(config: Config) -> str | None:
+    """Why this config may not serve: demo users asked for on a real Redis without opt-in.
+
+    The shipped config.yaml turns `demo.seed_users` on for a first run on
+    `memory://`; whoever copies it and only points `redis.url` at a real Redis
+    would otherwise get `admin`/`admin` as a superuser in a lasting store.
+    Checked when serving, not at load: the admin commands seed nothing and
+    must stay usable (e.g. `setpassword admin`).
+    """
+    demo = config.demo
+    if not demo.seed_users or config.is_memory_store or demo.allow_on_redis:
+        return None
+    return (
+        "demo.seed_users is on with a real Redis (redis.url), which would create the demo "
+        "superuser admin/admin there: turn demo.seed_users off (CHATAPP_DEMO_SEED_USERS=false), "
+        "or set demo.allow_on_redis: true (CHATAPP_DEMO_ALLOW_ON_REDIS=true) to seed on purpose"
+    )
 
 
 def load_config(

@@ -81,6 +81,9 @@ def create_app() -> web.Application:
             f"{workers} workers would not see each other's users, sessions or messages; "
             "use a real Redis (redis://host:port/db)"
         )
-    app = build_app(config, workers=workers or 1)
+    try:
+        app = build_app(config, workers=workers or 1)
+    except ConfigError as exc:
+        refuse_to_start(f"config error: {exc}")
     app.cleanup_ctx.insert(0, _store_or_refuse)
     return app

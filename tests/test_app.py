@@ -49,7 +49,7 @@ async def test_a_start_that_fails_after_connecting_closes_the_store(read_only_re
 def test_every_app_key_names_the_class_of_what_it_holds(redis_url):
     app = create_app(make_config(redis_url))
     keys = [value for value in vars(appkeys).values() if isinstance(value, web.AppKey)]
-    assert len(keys) == 9
+    assert len(keys) == 10
     for key in keys:
         # `_t` is the type given to AppKey (aiohttp keeps it for repr and checkers).
         assert isinstance(key._t, type), key

@@ -107,7 +107,10 @@ def test_createuser_refuses_taken_name(redis_url):
 
 async def test_demo_users_are_seeded_with_a_warning():
     server = RedisServer().start()
-    app = AppProcess(server.url, CHATAPP_DEMO_SEED_USERS="true").start()
+    # A real Redis: seeding needs the opt-in as well (test_demo_users.py).
+    app = AppProcess(
+        server.url, CHATAPP_DEMO_SEED_USERS="true", CHATAPP_DEMO_ALLOW_ON_REDIS="true"
+    ).start()
     try:
         for name, password in (
             ("admin", "admin"),

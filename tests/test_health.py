@@ -1,4 +1,4 @@
-"""`/healthz` answers 200 while Redis answers, 503 naming Redis when it does not."""
+"""`/healthz` answers 200 while Redis answers, 503 naming Redis (and nothing more) when not."""
 
 from .client import Client
 from .conftest import make_config
@@ -26,9 +26,8 @@ async def test_healthz_503_while_redis_is_down_and_200_after(aiohttp_client):
         server.kill()
         response = await client.get("/healthz")
         assert response.status == 503
-        body = response.json()
-        assert body["redis"] == "unavailable"
-        assert server.url in body["detail"]
+        # The failing part only: the URL and the error are for the log.
+        assert response.json() == {"status": "unavailable", "redis": "unavailable"}
         server.start()
         assert (await client.get("/healthz")).status == 200
     finally:

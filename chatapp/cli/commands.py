@@ -49,7 +49,10 @@ def serve(config: Config) -> int:
         except ImportError:
             return fail("config error: server.uvloop: true, but uvloop is not installed")
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    app = create_app(config)
+    try:
+        app = create_app(config)
+    except ConfigError as exc:
+        return fail(f"config error: {exc}")
     host, port = config.server.host, config.server.port
     logging.getLogger("chatapp").info("serving on http://%s:%d", host, port)
     try:

@@ -17,7 +17,14 @@ from aiohttp_session import get_session
 
 from chatapp.accounts.users import LastSuperuser, User
 from chatapp.admin import NotFound
-from chatapp.appkeys import accounts_key, admin_key, rooms_key, store_key, user_key
+from chatapp.appkeys import (
+    accounts_key,
+    admin_key,
+    demo_passwords_key,
+    rooms_key,
+    store_key,
+    user_key,
+)
 from chatapp.chat.presence import online_users
 from chatapp.names import ROOM_RULE, USERNAME_RULE, room_problem, username_problem
 from chatapp.web.params import whole_number
@@ -112,6 +119,7 @@ async def _admin_page(request: web.Request, status: int = 200, error: str = "") 
     rooms, room_pager = await _paged(request, "rpage", request.app[rooms_key].search, rq)
 
     entries = await request.app[admin_key].audit.recent(AUDIT_SHOWN)
+    demo_unchanged = await request.app[demo_passwords_key].unchanged()
     session = await get_session(request)
     context = {
         "me": me,
@@ -121,6 +129,7 @@ async def _admin_page(request: web.Request, status: int = 200, error: str = "") 
         "back": _page_query(request),
         "flash": session.pop(FLASH, ""),
         "error": error,
+        "demo_unchanged": demo_unchanged,
         "users": [
             {
                 "name": u.username,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from urllib.parse import parse_qs, urlsplit
 
 from aiohttp import WSMsgType, hdrs, web
@@ -24,14 +25,22 @@ from chatapp.chat.service import Refused
 from chatapp.chat.wire import POLICY, drop_connection
 from chatapp.names import ROOM_RE, USERNAME_RE
 from chatapp.web.middlewares import DM_SOCKET_ROUTE, SOCKET_ROUTE, socket_user
+from chatapp.web.netutil import Network, parse_networks, request_scheme
 from chatapp.web.params import whole_number
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
-def origin_allowed(request: web.Request, allowed: list[str]) -> bool:
-    """The handshake's Origin is configured, or (none configured) the request's own host."""
+def origin_allowed(
+    request: web.Request, allowed: list[str], trusted_proxies: Sequence[Network] = ()
+) -> bool:
+    """The handshake's Origin is configured exactly, or (none configured) this very site.
+
+    "This site" is the request's scheme and `Host`: `https://host` is another
+    origin than `http://host`. The scheme is the connection's, or
+    `X-Forwarded-Proto` from a trusted proxy (`netutil.request_scheme`).
+    """
     origin = request.headers.get("Origin")
     if not origin:
         return False
@@ -41,7 +50,11 @@ def origin_allowed(request: web.Request, allowed: list[str]) -> bool:
     # The Host header, not `request.host`: that is cached on the request (see
     # `middlewares.socket_gate`). A handshake without Host matches nothing.
     host = request.headers.get(hdrs.HOST, "")
-    return parts.scheme in ("http", "https") and bool(host) and parts.netloc.lower() == host.lower()
+    return (
+        bool(host)
+        and parts.scheme == request_scheme(request, trusted_proxies)
+        and parts.netloc.lower() == host.lower()
+    )
 
 
 def _parse_after(request: web.Request) -> int | None:
@@ -104,7 +117,10 @@ async def _socket(request: web.Request, target: str, direct: bool) -> web.WebSoc
         raise web.HTTPServiceUnavailable(text="Store unavailable; try again.") from None
     room = conversation.name
     config = request.app[config_key]
-    if not origin_allowed(request, config.security.allowed_origins):
+    security = config.security
+    if not origin_allowed(
+        request, security.allowed_origins, parse_networks(security.trusted_proxies)
+    ):
         log.warning("refused socket from origin %r", request.headers.get("Origin"))
         raise web.HTTPForbidden(text="Origin not allowed.")
     after = _parse_after(request)

@@ -7,15 +7,18 @@ import logging
 from urllib.parse import quote
 
 import aiohttp_jinja2
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp_session import get_session
 from redis.exceptions import RedisError
 
 from chatapp.accounts.sessions import end_session
-from chatapp.appkeys import accounts_key, session_storage_key, user_key
+from chatapp.appkeys import accounts_key, config_key, session_storage_key, user_key
 
 log = logging.getLogger(__name__)
+
+# The largest request body read (aiohttp's `client_max_size`); larger gets 413.
+MAX_BODY = 256 * 1024
 
 # Pages only logged-in people reach; everything else is public.
 PROTECTED_PREFIXES = ("/chat/", "/admin/", "/ws/", "/logout/", "/api/")
@@ -47,14 +50,38 @@ ERROR_TEXTS = {
 }
 
 
+HSTS = "max-age=31536000; includeSubDomains"
+
+
 async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: every response, pages, errors and static files alike."""
+    """on_response_prepare: every response, pages, errors and static files alike.
+
+    No `Server` header (aiohttp names itself and its version). `no-store` on
+    whatever is behind login, so no cache (the browser's, a proxy's) keeps a
+    page or an answer meant for one person; static files stay cacheable. HSTS
+    when the cookie is `session.secure`, that is when the site is served over
+    TLS (never on a plain-HTTP deployment, which it would break).
+    """
+    headers = response.headers
+    headers.popall(hdrs.SERVER, None)
+    if request.app[config_key].session.secure:
+        headers.setdefault("Strict-Transport-Security", HSTS)
     if isinstance(response, web.WebSocketResponse):
         # A 101 carries no document to protect, and its headers live as long as
         # the socket: 1.3 KB per idle socket.
         return
     for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
+        headers.setdefault(name, value)
+    if _behind_login(request):
+        headers["Cache-Control"] = "no-store"
+
+
+def _behind_login(request: web.Request) -> bool:
+    """Whether a response is meant for one person: a protected path or a logged-in asker."""
+    path = request.path
+    if path.startswith(SESSIONLESS_PREFIXES):
+        return False
+    return _needs_login(path) or request.get(user_key) is not None
 
 
 def error_page(request: web.Request, status: int, detail: str | None = None) -> web.Response:
@@ -180,6 +207,14 @@ async def csrf(request: web.Request, handler):
     expected = session.get("csrf")
     try:
         form = await request.post()
+    except web.HTTPRequestEntityTooLarge:
+        # Over `client_max_size`: say so, rather than "CSRF" (no token could be read).
+        log.warning("413 on %s %s: body over %d bytes", request.method, request.path, MAX_BODY)
+        return error_page(
+            request,
+            413,
+            f"The request was too large: a form may send at most {MAX_BODY // 1024} KiB.",
+        )
     except (ValueError, HttpProcessingError, web.HTTPException):
         # Not a readable form (a malformed multipart part raises InvalidHeader):
         # no token can be read from it.

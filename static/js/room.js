@@ -149,7 +149,8 @@ function appendMessages(messages, { live }) {
 function announce(m) {
   const chars = [...m.text];
   const text = chars.length > 200 ? `${chars.slice(0, 200).join("")}…` : m.text;
-  announcer.textContent = `${m.username}: ${text}`;
+  // First-strong isolates (U+2068 … U+2069): the text cannot reorder the name.
+  announcer.textContent = `\u2068${m.username}\u2069: \u2068${text}\u2069`;
 }
 
 function showPresence(users) {
@@ -157,7 +158,9 @@ function showPresence(users) {
   presenceList.replaceChildren(
     ...sorted.map((name) => {
       const li = document.createElement("li");
-      li.textContent = name;
+      const bdi = document.createElement("bdi"); // isolated: see app.css
+      bdi.textContent = name;
+      li.append(bdi);
       if (name === me) {
         li.className = "me";
         const you = document.createElement("span");
