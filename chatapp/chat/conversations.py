@@ -74,6 +74,9 @@ return 0
 """
 
 
+DM_RE = re.compile(r"@[a-z_][a-z0-9_]{0,31}:[a-z_][a-z0-9_]{0,31}")
+
+
 def is_dm(name: str) -> bool:
     return name.startswith(DM_PREFIX)
 
@@ -222,14 +225,6 @@ class Conversations:
         removed, _, _ = await pipe.execute()
         return bool(removed)
 
-    async def forget(self, name: str) -> None:
-        """A deleted conversation: its private records go (members' lists keep a stale
-        entry, dropped when next listed)."""
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.delete(Keys.room_meta(name), Keys.room_access(name))
-        pipe.zrem(Keys.private_conversations, name)
-        await pipe.execute()
-
     # -- each person's list and read markers -----------------------------------------
 
     async def names(self, username: str) -> list[str]:
@@ -278,7 +273,7 @@ class Conversations:
                 conversations.append(Conversation(name, "room"))
         pipe = self._redis.pipeline(transaction=False)
         for conversation, marker in zip(conversations, markers, strict=True):
-            self._after_marker(
+            await self._after_marker(
                 keys=[Keys.room_seq(conversation.name), Keys.room_history(conversation.name)],
                 args=[marker, UNREAD_READ_CAP],
                 client=pipe,
