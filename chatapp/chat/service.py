@@ -302,9 +302,19 @@ class ChatService:
         for conn in self.hub.connections_of(event.username):
             if conn.room == event.conversation:
                 continue
-            conn.send_now(event.frame)
-            if event.watch:
-                self._spawn(self.rooms.watch(conn, [event.conversation]))
+            if event.watch:  # follow it first: what comes after the frame is not missed
+                self._spawn(self._watch_then_send(conn, event))
+            else:
+                conn.send_now(event.frame)
+
+    async def _watch_then_send(self, conn: Connection, event: ToPerson) -> None:
+        try:
+            await self.rooms.watch(conn, [event.conversation])
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning(
+                "%s's socket does not follow %s: %s", conn.username, event.conversation, exc
+            )
+        conn.send_now(event.frame)
 
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
