@@ -45,7 +45,15 @@ from chatapp.metrics import Metrics
 from chatapp.paths import find_dir
 from chatapp.store.client import Store, make_store
 from chatapp.store.keys import Keys
-from chatapp.web import admin_pages, chat_pages, chat_socket, middlewares, ops, pages
+from chatapp.web import (
+    admin_pages,
+    chat_pages,
+    chat_socket,
+    conversation_pages,
+    middlewares,
+    ops,
+    pages,
+)
 
 log = logging.getLogger("chatapp")
 
@@ -213,6 +221,7 @@ def create_app(config: Config, *, workers: int = 1) -> web.Application:
     app.on_response_prepare.append(middlewares.add_security_headers)
     app.add_routes(pages.routes)
     app.add_routes(chat_pages.routes)
+    app.add_routes(conversation_pages.routes)
     app.add_routes(chat_socket.routes)
     app.add_routes(admin_pages.routes)
     app.add_routes(ops.routes)

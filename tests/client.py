@@ -224,12 +224,24 @@ class Client:
 
         The Origin header is the page's (`base`), or `origin`; `origin=""` sends none.
         """
+        return await self.join_path(
+            f"/ws/chat/{room}/", after, origin=origin, base=base, **ws_kwargs
+        )
+
+    async def join_path(
+        self,
+        path: str,
+        after: int | str | None = None,
+        *,
+        origin: str | None = None,
+        base: str | None = None,
+        **ws_kwargs,
+    ) -> Socket:
+        """Open the socket at `path` (`/ws/chat/{room}/`, `/ws/dm/{username}/`)."""
         base = (base or self.base).rstrip("/")
         query = "" if after is None else f"?after={after}"
         headers = {} if origin == "" else {"Origin": origin or base}
-        ws = await self.http.ws_connect(
-            f"{base}/ws/chat/{room}/{query}", headers=headers, **ws_kwargs
-        )
+        ws = await self.http.ws_connect(f"{base}{path}{query}", headers=headers, **ws_kwargs)
         sock = Socket(ws, self.name)
         self.sockets.append(sock)
         return sock

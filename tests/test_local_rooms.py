@@ -12,7 +12,7 @@ import asyncio
 
 import pytest
 
-from chatapp.chat import control
+from chatapp.chat import control, frames
 from chatapp.chat.broker import Broker
 from chatapp.chat.hub import Connection, Hub
 from chatapp.chat.local_rooms import LocalRooms
@@ -51,10 +51,9 @@ class World:
 
     async def store(self, text: str, room: str = "lobby") -> int:
         """Store a message as another worker would; it has not arrived here yet."""
-        message_id = await self.broker.publish_message(room, "zed", text, None)
-        held = await self.broker.history(room, message_id - 1)
-        self.published.append(held.messages[0])
-        return message_id
+        stored = await self.broker.publish_message(room, "zed", text, None)
+        self.published.append(stored)
+        return frames.message_id(stored)
 
     def arrive(self, room: str = "lobby") -> None:
         """Everything stored so far reaches this worker's subscriber, in order."""

@@ -22,8 +22,10 @@ from chatapp.store.keys import Keys
 
 log = logging.getLogger(__name__)
 
-# KEYS: seq, history, channel, rooms, rate
+# KEYS: seq, history, channel, listing (the public room list, or the list of
+# private conversations), rate
 # ARGV: body (after "ts"), history limit, room, rate limit, rate window (ms)
+# Returns the stored message, or -1 when the sender is over the rate limit.
 _APPEND = """
 local sent = redis.call('INCR', KEYS[5])
 if sent == 1 then redis.call('PEXPIRE', KEYS[5], ARGV[5]) end
@@ -38,7 +40,7 @@ redis.call('PERSIST', KEYS[1])
 redis.call('PERSIST', KEYS[2])
 redis.call('ZADD', KEYS[4], now[1], ARGV[3])
 redis.call('PUBLISH', KEYS[3], msg)
-return id
+return msg
 """
 
 # Messages with id > ARGV[1] (all when ARGV[1] is past seq: ids started over).
@@ -99,9 +101,13 @@ class Broker:
     # -- publishing and reading -------------------------------------------------
 
     async def publish_message(
-        self, room: str, username: str, text: str, client_id: str | None
-    ) -> int:
-        """Store and publish a message; return its id."""
+        self, room: str, username: str, text: str, client_id: str | None, *, public: bool = True
+    ) -> bytes:
+        """Store and publish a message; return it as stored (its id is `frames.message_id`).
+
+        `public`: list the room in the public room list (else in the list of
+        private conversations, which only the admin page shows).
+        """
         body = frames.message_body(room, username, text, client_id)
         try:
             result = await self._append(
@@ -109,7 +115,7 @@ class Broker:
                     Keys.room_seq(room),
                     Keys.room_history(room),
                     Keys.room_channel(room),
-                    Keys.rooms,
+                    Keys.rooms if public else Keys.private_conversations,
                     Keys.send_rate(username),
                 ],
                 args=[body, self._history_limit, room, self._rate_limit, self._rate_window_ms],
@@ -119,7 +125,7 @@ class Broker:
             raise Unavailable(str(exc), maybe_stored=timed_out) from exc
         if result == -1:
             raise RateLimited
-        return int(result)
+        return result
 
     async def publish_frame(self, room: str, frame: bytes) -> None:
         """Publish a non-message frame (presence) to everyone in the room."""
@@ -133,6 +139,10 @@ class Broker:
         last_id, first_id = int(result[0]), int(result[1])
         truncated = after is not None and (after > last_id or after < first_id - 1)
         return History(list(result[2:]), truncated, last_id, first_id)
+
+    async def last_id(self, room: str) -> int:
+        """The room's newest message id (0: none yet)."""
+        return int(await self._redis.get(Keys.room_seq(room)) or 0)
 
     async def recent(self, room: str, count: int) -> list[bytes]:
         if count <= 0:

@@ -18,6 +18,7 @@ from chatapp.store.keys import Keys
 LOGGED_OUT = "logged out"
 USER_DISABLED = "user disabled"
 ROOM_DELETED = "room deleted"
+REMOVED = "removed from the room"
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,28 @@ class CloseSessions:
     reason: str
 
 
-ControlEvent = CloseUser | CloseRoom | CloseSessions
+@dataclass(frozen=True)
+class CloseMember:
+    """Close `username`'s sockets in `room` (removed from a private room) with 1008."""
+
+    room: str
+    username: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ToPerson:
+    """A frame for every socket of `username` (not those on `conversation`): a
+    `notify` for a mention or a direct message, or a `read` marker for their other
+    tabs. `watch`: their sockets start following `conversation` for the sidebar."""
+
+    username: str
+    conversation: str
+    frame: bytes
+    watch: bool = False
+
+
+ControlEvent = CloseUser | CloseRoom | CloseSessions | CloseMember | ToPerson
 
 
 class BadControlEvent(ValueError):
@@ -56,9 +78,20 @@ def encode(event: ControlEvent) -> bytes:
         data = {"action": "close_user", "username": event.username, "reason": event.reason}
     elif isinstance(event, CloseRoom):
         data = {"action": "close_room", "room": event.room, "reason": event.reason}
-    else:
+    elif isinstance(event, CloseSessions):
         data = {"action": "close_sessions", "sessions": list(event.session_ids)}
         data["reason"] = event.reason
+    elif isinstance(event, CloseMember):
+        data = {"action": "close_member", "room": event.room, "username": event.username}
+        data["reason"] = event.reason
+    else:
+        data = {
+            "action": "to_person",
+            "username": event.username,
+            "conversation": event.conversation,
+            "frame": event.frame.decode(),
+            "watch": event.watch,
+        }
     return json.dumps(data).encode()
 
 
@@ -74,7 +107,16 @@ def decode(data: bytes) -> ControlEvent:
             return CloseRoom(str(event["room"]), reason)
         if action == "close_sessions" and isinstance(event["sessions"], list):
             return CloseSessions(tuple(str(s) for s in event["sessions"]), reason)
-    except (ValueError, TypeError, KeyError):
+        if action == "close_member":
+            return CloseMember(str(event["room"]), str(event["username"]), reason)
+        if action == "to_person":
+            return ToPerson(
+                str(event["username"]),
+                str(event["conversation"]),
+                str(event["frame"]).encode(),
+                bool(event.get("watch")),
+            )
+    except (ValueError, TypeError, KeyError, AttributeError):
         pass
     raise BadControlEvent(f"not a control event: {data[:100]!r}")
 

@@ -23,6 +23,17 @@ class Outgoing:
     client_id: str | None
 
 
+@dataclass(frozen=True)
+class MarkRead:
+    """`{"type": "read", "id": N}`: the conversation is read up to N."""
+
+    id: int
+
+
+ClientFrame = Outgoing | MarkRead
+MAX_ID = 2**53  # ids are JSON numbers: beyond this a client cannot hold them exactly
+
+
 class FrameError(Exception):
     """A client frame that breaks the contract; becomes an `error` frame."""
 
@@ -32,7 +43,7 @@ class FrameError(Exception):
         self.detail = detail
 
 
-def parse_client_frame(raw: str, max_length: int) -> Outgoing:
+def parse_client_frame(raw: str, max_length: int) -> ClientFrame:
     """Validate one text frame from a client; raise FrameError saying what is wrong."""
     try:
         data = json.loads(raw)
@@ -41,6 +52,11 @@ def parse_client_frame(raw: str, max_length: int) -> Outgoing:
     if not isinstance(data, dict):
         raise FrameError("bad_frame", "A frame must be a JSON object.")
     kind = data.get("type", "message" if "message" in data else None)
+    if kind == "read":
+        message_id = data.get("id")
+        if type(message_id) is not int or not 0 <= message_id <= MAX_ID:
+            raise FrameError("bad_frame", "A read frame needs an id: a whole number.")
+        return MarkRead(message_id)
     if kind != "message":
         raise FrameError("unknown_type", f"Unknown frame type {str(kind)[:40]!r}.")
     # {"message": "..."} is the seed's frame; {"type": "message", "text": "..."} ours.
@@ -93,6 +109,14 @@ def message_id(message: bytes) -> int | None:
         return None
 
 
+def message_author(message: bytes) -> str:
+    """The username of a stored message frame."""
+    try:
+        return str(json.loads(message).get("username", ""))
+    except ValueError:
+        return ""
+
+
 def history_frame(messages: Iterable[bytes], truncated: bool) -> bytes:
     return (
         b'{"type":"history","messages":['
@@ -112,3 +136,33 @@ def error_frame(code: str, detail: str, client_id: str | None = None) -> bytes:
     if client_id is not None:
         frame["client_id"] = client_id  # which of the sender's messages failed
     return json.dumps(frame).encode()
+
+
+def notify_frame(conversation: str, url: str, message: bytes) -> bytes:
+    """`notify`: someone mentioned this person, or wrote to them directly."""
+    return (
+        b'{"type":"notify","conversation":'
+        + json.dumps(conversation).encode()
+        + b',"url":'
+        + json.dumps(url).encode()
+        + b',"message":'
+        + message
+        + b"}"
+    )
+
+
+def read_frame(conversation: str, message_id: int) -> bytes:
+    """`read`: this person read `conversation` up to `message_id` (on another tab)."""
+    return json.dumps({"type": "read", "conversation": conversation, "id": message_id}).encode()
+
+
+def activity_frame(conversation: str, message_id: int, username: str) -> bytes:
+    """`activity`: a new message in a conversation of this person's sidebar."""
+    return json.dumps(
+        {"type": "activity", "conversation": conversation, "id": message_id, "username": username}
+    ).encode()
+
+
+def conversations_frame(conversation: str) -> bytes:
+    """`conversations`: this person's list changed (added to a private room): refetch it."""
+    return json.dumps({"type": "conversations", "changed": conversation}).encode()

@@ -125,6 +125,7 @@ class Hub:
 
     def __init__(self, on_slow: Callable[[], None] | None = None) -> None:
         self._rooms: dict[str, dict[Connection, None]] = {}
+        self._people: dict[str, dict[Connection, None]] = {}  # lower-case username -> sockets
         # Payloads per room waiting for this loop iteration's flush.
         self._pending: dict[str, list[bytes]] = {}
         self._flush_scheduled = False
@@ -141,6 +142,7 @@ class Hub:
         if members is None:
             members = self._rooms[conn.room] = {}
         members[conn] = None
+        self._people.setdefault(conn.username.lower(), {})[conn] = None
         conn.on_slow = self._on_slow
         conn.write(wire_text(first_frame))
 
@@ -150,6 +152,11 @@ class Hub:
         if members is None or conn not in members:
             return False
         del members[conn]
+        person = self._people.get(conn.username.lower())
+        if person is not None:
+            person.pop(conn, None)
+            if not person:
+                del self._people[conn.username.lower()]
         if not members:
             del self._rooms[conn.room]
             self._pending.pop(conn.room, None)
@@ -201,6 +208,10 @@ class Hub:
         if room is not None:
             return tuple(self._rooms.get(room, ()))
         return tuple(c for members in self._rooms.values() for c in members)
+
+    def connections_of(self, username: str) -> tuple[Connection, ...]:
+        """Every local socket of a person (any letter case), in any room."""
+        return tuple(self._people.get(username.lower(), ()))
 
     def socket_count(self) -> int:
         return sum(len(m) for m in self._rooms.values())

@@ -31,6 +31,7 @@ from chatapp.chat.broker import Broker, History
 from chatapp.chat.control import ControlEvent
 from chatapp.chat.hub import Connection, Hub
 from chatapp.chat.subscriber import Subscriber
+from chatapp.chat.wire import wire_text
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +53,38 @@ class LocalRoom:
         self._hub = hub
         self._broker = broker
         self._subscriber = subscriber
+        self.public = True  # listed in the public room list (not private, not direct)
         self.last_id = 0  # the newest message id given to this room's sockets
         self._joining = 0  # joins between their first await and their socket's start
         self._dissolve: asyncio.TimerHandle | None = None
+        # Sockets elsewhere whose person has this conversation in their sidebar:
+        # each new message gets them a small `activity` frame.
+        self.watchers: dict[Connection, None] = {}
 
     @property
     def idle(self) -> bool:
-        return self._joining == 0 and not self._hub.has_room(self.name)
+        return self._joining == 0 and not self.watchers and not self._hub.has_room(self.name)
+
+    async def watch(self, conn: Connection) -> None:
+        """Follow this conversation for `conn`'s sidebar (it is on another one)."""
+        self._cancel_dissolve()
+        self.watchers[conn] = None
+        self._joining += 1
+        try:
+            await self._subscriber.subscribe(self.name)
+            if not self._hub.has_room(self.name):
+                # Nobody here reads it: only messages from now on are news.
+                self.last_id = max(self.last_id, await self._broker.last_id(self.name))
+        finally:
+            self._joining -= 1
+            if self.idle:
+                self._dissolve_later()
+
+    def unwatch(self, conn: Connection) -> None:
+        if conn in self.watchers:
+            del self.watchers[conn]
+            if self.idle:
+                self._dissolve_later()
 
     async def join(self, conn: Connection, after: int | None) -> None:
         """Subscribe, read history, then start the socket with no gap and no duplicate."""
@@ -109,7 +135,15 @@ class LocalRoom:
             if message_id <= self.last_id:
                 return  # given already (history seam or gap fill)
             self.last_id = message_id
+            if self.watchers:
+                self._tell_watchers(data, message_id)
         self._hub.broadcast(self.name, data)
+
+    def _tell_watchers(self, data: bytes, message_id: int) -> None:
+        author = frames.message_author(data)
+        wire = wire_text(frames.activity_frame(self.name, message_id, author))
+        for conn in tuple(self.watchers):
+            conn.write(wire)
 
     async def fill_gap(self, lost: bool) -> None:
         """After a reconnect: deliver what was published meanwhile, in order."""
@@ -189,6 +223,7 @@ class LocalRooms:
         self._hub = hub
         self._broker = broker
         self._by_name: dict[str, LocalRoom] = {}
+        self._watching: dict[Connection, set[str]] = {}  # socket -> conversations it follows
         self._on_control = on_control
         self.subscriber = subscriber_factory(self)
 
@@ -204,6 +239,29 @@ class LocalRooms:
         room = self._by_name.get(conn.room)
         if room is not None:
             room.leave(conn)
+        for name in self._watching.pop(conn, ()):
+            watched = self._by_name.get(name)
+            if watched is not None:
+                watched.unwatch(conn)
+
+    def unwatch(self, conn: Connection, name: str) -> None:
+        """Stop following `name` for `conn` (its person left or lost the conversation)."""
+        watching = self._watching.get(conn)
+        if watching is not None and name in watching:
+            watching.discard(name)
+            room = self._by_name.get(name)
+            if room is not None:
+                room.unwatch(conn)
+
+    async def watch(self, conn: Connection, names: list[str]) -> None:
+        """Follow conversations other than its own for `conn`'s sidebar."""
+        if conn.closing:
+            return
+        watching = self._watching.setdefault(conn, set())
+        for name in names:
+            if name != conn.room and name not in watching:
+                watching.add(name)
+                await self.get(name).watch(conn)
 
     def forget(self, room: LocalRoom) -> None:
         if self._by_name.get(room.name) is room:

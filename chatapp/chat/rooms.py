@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from chatapp.chat import presence
+from chatapp.chat.conversations import DM_RE
 from chatapp.names import ROOM_RE
 from chatapp.store.keys import Keys
 
@@ -45,12 +46,14 @@ class RoomInfo:
 
 @dataclass(frozen=True)
 class RoomRow:
-    """A room as the admin page shows it."""
+    """A conversation as the admin page shows it (never its messages)."""
 
     name: str
     people: list[str]
     messages: int
     last_activity: float | None
+    kind: str = "room"  # room, private or dm
+    members: int | None = None  # a private room's or a direct conversation's
 
 
 class RoomDirectory:
@@ -105,6 +108,13 @@ class RoomDirectory:
         """Undo `admit` of a room created a moment ago under a casing another took first."""
         await self._redis.delete(Keys.room_seq(room))
 
+    async def note_created(self, username: str) -> None:
+        """Count a room created outside `admit` (a private room) on the hourly quota."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.incr(Keys.rooms_created(username))
+        pipe.expire(Keys.rooms_created(username), 3600, nx=True)
+        await pipe.execute()
+
     async def can_create(self, username: str) -> bool:
         """Whether `username` may still create a room this hour (for forms)."""
         made = await self._redis.get(Keys.rooms_created(username))
@@ -119,13 +129,15 @@ class RoomDirectory:
         pipe.zadd(Keys.rooms, {room: time.time()})
 
     async def exists(self, room: str) -> bool:
-        if not ROOM_RE.fullmatch(room or ""):
+        """Whether a room, private room or direct conversation of that name exists."""
+        if not (ROOM_RE.fullmatch(room or "") or DM_RE.fullmatch(room or "")):
             return False
         pipe = self._redis.pipeline(transaction=False)
         pipe.zscore(Keys.rooms, room)
+        pipe.zscore(Keys.private_conversations, room)
         pipe.exists(Keys.room_seq(room), Keys.room_history(room), Keys.room_members(room))
-        score, count = await pipe.execute()
-        return score is not None or count > 0
+        public, private, count = await pipe.execute()
+        return public is not None or private is not None or count > 0
 
     async def list_rooms(self, limit: int = 500) -> list[RoomInfo]:
         """Rooms with people first, then by last activity."""
@@ -157,8 +169,13 @@ class RoomDirectory:
     async def search(
         self, query: str = "", offset: int = 0, limit: int = 50
     ) -> tuple[int, list[RoomRow]]:
-        """Rooms whose name contains `query` (any case), newest activity first."""
-        pairs = await self._redis.zrevrange(Keys.rooms, 0, -1, withscores=True)
+        """Conversations of every kind whose name contains `query` (any case), newest
+        activity first: public rooms, private rooms and direct conversations."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zrevrange(Keys.rooms, 0, -1, withscores=True)
+        pipe.zrevrange(Keys.private_conversations, 0, -1, withscores=True)
+        public, private = await pipe.execute()
+        pairs = sorted([*public, *private], key=lambda pair: -pair[1])
         query = query.lower()
         rooms = [(n.decode(), s) for n, s in pairs if not query or query in n.decode().lower()]
         page = rooms[max(0, offset) : max(0, offset) + limit]
@@ -166,12 +183,19 @@ class RoomDirectory:
         pipe = self._redis.pipeline(transaction=False)
         for name in names:
             pipe.llen(Keys.room_history(name))
-        lengths = await pipe.execute()
+            pipe.hget(Keys.room_meta(name), "kind")
+            pipe.scard(Keys.room_access(name))
+        facts = await pipe.execute()
         people = await presence.members(self._redis, names)
-        rows = [
-            RoomRow(name, people[name], length, score or None)
-            for (name, score), length in zip(page, lengths, strict=True)
-        ]
+        rows = []
+        for i, (name, score) in enumerate(page):
+            length, kind, members = facts[3 * i : 3 * i + 3]
+            if DM_RE.fullmatch(name):
+                rows.append(RoomRow(name, people[name], length, score or None, "dm", 2))
+            elif kind == b"private":
+                rows.append(RoomRow(name, people[name], length, score or None, "private", members))
+            else:
+                rows.append(RoomRow(name, people[name], length, score or None))
         return len(rooms), rows
 
     async def expire_when_empty(self, room: str) -> None:
@@ -191,6 +215,8 @@ class RoomDirectory:
         """Remove the room's history, presence and listing (its sockets are closed first)."""
         pipe = self._redis.pipeline(transaction=True)
         pipe.delete(Keys.room_seq(room), Keys.room_history(room), Keys.room_members(room))
+        pipe.delete(Keys.room_meta(room), Keys.room_access(room))
         pipe.zrem(Keys.rooms, room)
+        pipe.zrem(Keys.private_conversations, room)
         pipe.hdel(Keys.room_names, room.lower())
         await pipe.execute()

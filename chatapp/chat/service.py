@@ -9,12 +9,24 @@ people, the directory keeps rooms' lives, the heartbeat pings.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections import Counter
 from dataclasses import dataclass
 
-from chatapp.chat import frames
+from redis.exceptions import RedisError
+
+from chatapp.chat import control, frames
 from chatapp.chat.broker import Broker
-from chatapp.chat.control import CloseRoom, CloseSessions, CloseUser, ControlEvent
+from chatapp.chat.control import (
+    CloseMember,
+    CloseRoom,
+    CloseSessions,
+    CloseUser,
+    ControlEvent,
+    ToPerson,
+)
+from chatapp.chat.conversations import Conversation, Conversations, dm_peer, is_dm, mentioned
 from chatapp.chat.heartbeat import Heartbeat
 from chatapp.chat.hub import Connection, Hub
 from chatapp.chat.local_rooms import LocalRooms
@@ -27,6 +39,10 @@ from chatapp.config import Config
 from chatapp.metrics import Metrics
 from chatapp.store.client import Store
 from chatapp.store.keys import Keys
+
+log = logging.getLogger(__name__)
+
+MAX_MENTIONS = 20  # people one message can notify (more @names are only highlighted)
 
 
 class Refused(Exception):
@@ -70,6 +86,7 @@ class ChatService:
             emptied=self._room_emptied,
             record_ttl=chat.presence_ttl,
         )
+        self.conversations = Conversations(store.raw)
         self.directory = RoomDirectory(store.raw, chat.empty_room_ttl, chat.rooms_per_hour)
         self._max_sockets = chat.max_sockets_per_user
         self._rooms_per_hour = chat.rooms_per_hour
@@ -123,12 +140,18 @@ class ChatService:
 
     # -- joining and leaving -------------------------------------------------------
 
-    async def join(self, conn: Connection, after: int | None) -> None:
-        """Start the socket on its room (history, then live), then record presence.
+    async def join(
+        self, conn: Connection, after: int | None, conversation: Conversation | None = None
+    ) -> None:
+        """Start the socket on its conversation (history, then live), record presence,
+        then follow the person's other conversations for their sidebar.
 
-        Raise Refused past a quota: too many sockets of one person on this
-        worker, or a new room past the person's hourly quota (nothing created).
+        `conversation`: what the handshake found the socket may read (default:
+        a public room). Raise Refused past a quota: too many sockets of one
+        person on this worker, or a new room past the person's hourly quota
+        (nothing created).
         """
+        conversation = conversation or Conversation(conn.room, "room")
         user = conn.username.lower()
         if self._sockets_of[user] >= self._max_sockets:
             raise Refused(
@@ -138,12 +161,26 @@ class ChatService:
             )
         self._sockets_of[user] += 1
         self._counted.add(conn)
-        if not self.hub.has_room(conn.room):  # else it surely exists, named so
+        public = conversation.kind == "room"
+        if public and not self.hub.has_room(conn.room):  # else it surely exists, named so
             conn.room = await self._existing_or_new(conn.room, conn.username)
-        await self.rooms.get(conn.room).join(conn, after)
+        room = self.rooms.get(conn.room)
+        room.public = public
+        await room.join(conn, after)
         pipe = self._redis.pipeline(transaction=True)
-        self.directory.touch(pipe, conn.room)
+        if public:
+            self.directory.touch(pipe, conn.room)
+            pipe.zadd(Keys.user_conversations(user), {conn.room: time.time()}, nx=True)
         await self.presence.join(conn.room, conn.username, pipe)
+        self._spawn(self._follow_sidebar(conn))
+
+    async def _follow_sidebar(self, conn: Connection) -> None:
+        """Watch the person's other conversations, so their sidebar counts move live."""
+        try:
+            names = await self.conversations.names(conn.username)
+            await self.rooms.watch(conn, names)
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("sidebar of %s not followed: %s", conn.username, exc)
 
     async def _existing_or_new(self, room: str, username: str) -> str:
         """The room's name in its first casing; a new room is created on `username`'s quota."""
@@ -176,9 +213,53 @@ class ChatService:
     # -- sending -------------------------------------------------------------------
 
     async def send(self, conn: Connection, text: str, client_id: str | None) -> int:
-        message_id = await self.broker.publish_message(conn.room, conn.username, text, client_id)
+        public = self.rooms.get(conn.room).public
+        stored = await self.broker.publish_message(
+            conn.room, conn.username, text, client_id, public=public
+        )
         self.metrics.inc("chatapp_messages_stored_total")
-        return message_id
+        # Only direct messages and mentions tell anyone: nothing per recipient otherwise.
+        if not public or "@" in text:
+            await self._tell_people(conn, stored, text)
+        return frames.message_id(stored) or 0
+
+    async def _tell_people(self, conn: Connection, stored: bytes, text: str) -> None:
+        """`notify` the other person of a direct message, and the people it mentions."""
+        name, me = conn.room, conn.username.lower()
+        events: list[ToPerson] = []
+        pipe = self._redis.pipeline(transaction=False)
+        if is_dm(name):
+            peer = dm_peer(name, me)
+            url = f"/dm/{conn.username}/"
+            events.append(ToPerson(peer, name, frames.notify_frame(name, url, stored), True))
+            for person in {peer, me}:
+                pipe.zadd(Keys.user_conversations(person), {name: time.time()}, nx=True)
+        else:
+            targets = sorted(mentioned(text) - {me})[:MAX_MENTIONS]
+            if targets:
+                check = self._redis.pipeline(transaction=False)
+                for target in targets:
+                    if self.rooms.get(name).public:
+                        check.exists(Keys.user(target))
+                    else:
+                        check.sismember(Keys.room_access(name), target)
+                allowed = await check.execute()
+                url = f"/chat/{name}/"
+                for target, ok in zip(targets, allowed, strict=True):
+                    if ok:
+                        frame = frames.notify_frame(name, url, stored)
+                        events.append(ToPerson(target, name, frame, True))
+                        pipe.zadd(Keys.user_conversations(target), {name: time.time()}, nx=True)
+        for event in events:
+            pipe.publish(Keys.control_channel, control.encode(event))
+        if events:
+            await pipe.execute()
+
+    async def mark_read(self, conn: Connection, message_id: int) -> None:
+        """The person read their conversation up to `message_id`: tell their other tabs."""
+        if await self.conversations.mark_read(conn.username, conn.room, message_id):
+            frame = frames.read_frame(conn.room, message_id)
+            await control.publish(self._redis, ToPerson(conn.username, conn.room, frame))
 
     def send_error(
         self, conn: Connection, code: str, detail: str, client_id: str | None = None
@@ -192,7 +273,8 @@ class ChatService:
         await self.broker.publish_frame(room, frames.presence_frame(users))
 
     async def _room_emptied(self, room: str) -> None:
-        await self.directory.expire_when_empty(room)
+        if (await self.conversations.get(room)).expires_when_empty:
+            await self.directory.expire_when_empty(room)
 
     def _control(self, event: ControlEvent) -> None:
         """Admin actions from any worker: close a user's or a room's sockets here."""
@@ -202,8 +284,39 @@ class ChatService:
             coro = self.hub.close_where(POLICY, event.reason, room=event.room)
         elif isinstance(event, CloseSessions):
             coro = self.hub.close_where(POLICY, event.reason, sessions=set(event.session_ids))
+        elif isinstance(event, CloseMember):
+            for conn in self.hub.connections_of(event.username):
+                self.rooms.unwatch(conn, event.room)
+            coro = self.hub.close_where(
+                POLICY, event.reason, room=event.room, username=event.username
+            )
+        elif isinstance(event, ToPerson):
+            self._to_person(event)
+            return
         else:  # a new kind of event from a newer worker: not ours to act on
             return
+        self._spawn(coro)
+
+    def _to_person(self, event: ToPerson) -> None:
+        """A frame for a person's sockets here, except those on that very conversation."""
+        for conn in self.hub.connections_of(event.username):
+            if conn.room == event.conversation:
+                continue
+            if event.watch:  # follow it first: what comes after the frame is not missed
+                self._spawn(self._watch_then_send(conn, event))
+            else:
+                conn.send_now(event.frame)
+
+    async def _watch_then_send(self, conn: Connection, event: ToPerson) -> None:
+        try:
+            await self.rooms.watch(conn, [event.conversation])
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning(
+                "%s's socket does not follow %s: %s", conn.username, event.conversation, exc
+            )
+        conn.send_now(event.frame)
+
+    def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -25,6 +25,8 @@ class Keys:
     # hash: lower-case room name -> the room's name as first created, so names
     # are unique regardless of letter case (another casing finds the room).
     room_names = PREFIX + "roomnames"
+    # zset: private room or direct conversation -> last activity (the admin page's list)
+    private_conversations = PREFIX + "conversations"
     audit = PREFIX + "audit"  # list, newest first, capped: admin actions (JSON)
 
     @staticmethod
@@ -43,6 +45,26 @@ class Keys:
         `session.cookie_name`.
         """
         return f"{cookie_name}_{session_id}"
+
+    @staticmethod
+    def user_conversations(name: str) -> str:
+        """zset: the conversations in a person's sidebar -> when they joined it."""
+        return f"{PREFIX}user:{name.lower()}:conversations"
+
+    @staticmethod
+    def user_read(name: str) -> str:
+        """hash: conversation -> the id a person has read up to."""
+        return f"{PREFIX}user:{name.lower()}:read"
+
+    @staticmethod
+    def room_meta(room: str) -> str:
+        """hash of a private room: kind, owner (lower case), owner's name, created."""
+        return f"{PREFIX}room:{room}:meta"
+
+    @staticmethod
+    def room_access(room: str) -> str:
+        """set of a private room: the lower-case names of its members (owner included)."""
+        return f"{PREFIX}room:{room}:access"
 
     @staticmethod
     def room_seq(room: str) -> str:

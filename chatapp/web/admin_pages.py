@@ -25,6 +25,7 @@ from chatapp.appkeys import (
     store_key,
     user_key,
 )
+from chatapp.chat.conversations import DM_RE
 from chatapp.chat.presence import online_users
 from chatapp.names import ROOM_RULE, USERNAME_RULE, room_problem, username_problem
 from chatapp.web.params import whole_number
@@ -146,6 +147,8 @@ async def _admin_page(request: web.Request, status: int = 200, error: str = "") 
         "rooms": [
             {
                 "name": r.name,
+                "kind": r.kind,
+                "members": r.members,
                 "people": r.people,
                 "messages": r.messages,
                 "last_activity": _when(r.last_activity),
@@ -204,7 +207,7 @@ async def user_action(request: web.Request) -> web.Response:
 async def delete_room(request: web.Request) -> web.Response:
     me = require_superuser(request)
     room = request.match_info["room"]
-    if room_problem(room):
+    if room_problem(room) and not DM_RE.fullmatch(room):
         raise web.HTTPNotFound(text=f"There is no such room: room names are {ROOM_RULE}")
     try:
         await request.app[admin_key].delete_room(me.username, room)

@@ -1,15 +1,17 @@
-"""The chat pages: the room list with its create-or-join form, and a room."""
+"""The chat pages: the room list with its create-or-join form, a room, a direct conversation."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Awaitable
 
 import aiohttp_jinja2
 from aiohttp import web
 
-from chatapp.appkeys import chat_key, config_key, rooms_key, user_key
-from chatapp.names import ROOM_RE, ROOM_RULE, room_problem
+from chatapp.appkeys import accounts_key, chat_key, config_key, rooms_key, user_key
+from chatapp.chat.conversations import Conversation, NameTaken, dm_name
+from chatapp.names import ROOM_RE, ROOM_RULE, USERNAME_RE, room_problem
 
 routes = web.RouteTableDef()
 
@@ -50,14 +52,30 @@ async def enter_room(request: web.Request) -> web.Response:
     if problem:
         return await _rooms_page(request, status=400, errors={"room": [problem]}, room_name=name)
     directory = request.app[rooms_key]
+    me = request[user_key].username
+    private = form.get("private") in ("1", "on", "true")
     known = await directory.canonical(name)
-    if known is None and not await directory.can_create(request[user_key].username):
+
+    def refuse(status: int, problem: str) -> Awaitable[web.Response]:
+        context = {"errors": {"room": [problem]}, "room_name": name, "private": private}
+        return _rooms_page(request, status=status, **context)
+
+    if known is None and not await directory.can_create(me):
         quota = request.app[config_key].chat.rooms_per_hour
-        problem = (
+        return await refuse(
+            429,
             f"You have reached the limit of {quota} new rooms per hour: "
-            "join an existing room, or try again later."
+            "join an existing room, or try again later.",
         )
-        return await _rooms_page(request, status=429, errors={"room": [problem]}, room_name=name)
+    if private:
+        taken = f"A room named {known or name} exists already: choose another name."
+        if known is not None or await directory.claim(name) != name:
+            return await refuse(400, taken)
+        try:
+            await request.app[chat_key].conversations.create_private(name, me)
+        except NameTaken:
+            return await refuse(400, taken)
+        await directory.note_created(me)
     raise web.HTTPFound(f"/chat/{known or name}/")
 
 
@@ -71,20 +89,67 @@ async def room_page(request: web.Request) -> web.Response:
         raise web.HTTPFound(
             f"/chat/{known}/" + (f"?{request.query_string}" if request.query_string else "")
         )
+    conversation = await readable_room(request, name)
+    return await conversation_page(request, conversation, title=name)
+
+
+@routes.get("/dm/{username}/")
+async def dm_page(request: web.Request) -> web.Response:
+    peer = await dm_peer_of(request)
+    me = request[user_key].username
+    conversation = Conversation(dm_name(me, peer.username), "dm")
+    return await conversation_page(request, conversation, title=peer.username)
+
+
+async def readable_room(request: web.Request, name: str) -> Conversation:
+    """The room if the person may read it; 404 for a private room of others (none to them)."""
+    conversation = await request.app[chat_key].conversations.readable(
+        name, request[user_key].username
+    )
+    if conversation is None:
+        raise web.HTTPNotFound(text="There is no room here.")
+    return conversation
+
+
+async def dm_peer_of(request: web.Request):
+    """The other person of `/dm/{username}/`: 404 unknown, 403 disabled."""
+    name = request.match_info["username"]
+    peer = await request.app[accounts_key].get(name) if USERNAME_RE.fullmatch(name) else None
+    if peer is None:
+        raise web.HTTPNotFound(text="There is no user by that name.")
+    if peer.disabled:
+        raise web.HTTPForbidden(text="This account is disabled: it cannot receive messages.")
+    return peer
+
+
+async def conversation_page(
+    request: web.Request, conversation: Conversation, title: str, status: int = 200, **extra
+) -> web.Response:
     chat = request.app[chat_key]
+    name = conversation.name
     count = request.app[config_key].chat.page_history
     messages = [json.loads(m) for m in await chat.broker.recent(name, count)]
     users = await chat.presence.users(name)
-    me = request[user_key].username
+    me = request[user_key]
     context = {
         "room": name,
+        "title": title,
+        "kind": conversation.kind,
+        "socket_path": (f"/ws/dm/{title}/" if conversation.kind == "dm" else f"/ws/chat/{name}/"),
         "messages": messages,
         "users": users,
-        "me": me,
+        "me": me.username,
         "last_id": messages[-1]["id"] if messages else 0,
         "max_length": request.app[config_key].chat.max_message_length,
+        "errors": {},
+        **extra,
     }
-    return aiohttp_jinja2.render_template("room.html", request, context)
+    if conversation.kind == "private":
+        members = await chat.conversations.members(name)
+        context["owner"] = conversation.owner
+        context["members"] = members
+        context["can_manage"] = me.is_superuser or me.username.lower() == conversation.owner
+    return aiohttp_jinja2.render_template("room.html", request, context, status=status)
 
 
 @routes.get("/api/rooms")

@@ -1,4 +1,4 @@
-"""The socket handler `/ws/chat/{room}/`: handshake checks, read loop, frames in and out.
+"""The sockets `/ws/chat/{room}/` and `/ws/dm/{username}/`: handshake, read loop, frames.
 
 This handler is the only reader of its socket. Who the user is is settled
 here before the upgrade (session cookie and Origin); the page middlewares
@@ -16,14 +16,15 @@ from urllib.parse import parse_qs, urlsplit
 from aiohttp import WSMsgType, hdrs, web
 from redis.exceptions import RedisError
 
-from chatapp.appkeys import chat_key, config_key
+from chatapp.appkeys import accounts_key, chat_key, config_key
 from chatapp.chat.broker import RateLimited, Unavailable
-from chatapp.chat.frames import FrameError, parse_client_frame
+from chatapp.chat.conversations import Conversation, dm_name
+from chatapp.chat.frames import FrameError, MarkRead, parse_client_frame
 from chatapp.chat.hub import Connection
 from chatapp.chat.service import Refused
 from chatapp.chat.wire import POLICY, drop_connection
-from chatapp.names import ROOM_RE
-from chatapp.web.middlewares import SOCKET_ROUTE, socket_user
+from chatapp.names import ROOM_RE, USERNAME_RE
+from chatapp.web.middlewares import DM_SOCKET_ROUTE, SOCKET_ROUTE, socket_user
 from chatapp.web.netutil import Network, parse_networks, request_scheme
 from chatapp.web.params import whole_number
 
@@ -69,19 +70,52 @@ def _parse_after(request: web.Request) -> int | None:
 
 @routes.get("/ws/chat/{room}/", name=SOCKET_ROUTE)
 async def chat_socket(request: web.Request) -> web.WebSocketResponse:
-    room = request.match_info["room"]
+    return await _socket(request, request.match_info["room"], direct=False)
+
+
+@routes.get("/ws/dm/{username}/", name=DM_SOCKET_ROUTE)
+async def dm_socket(request: web.Request) -> web.WebSocketResponse:
+    return await _socket(request, request.match_info["username"], direct=True)
+
+
+async def _conversation(
+    request: web.Request, target: str, username: str, direct: bool
+) -> Conversation:
+    """The conversation a handshake asks for, if `username` may read it; else 404 (403 for
+    a direct conversation with a disabled account)."""
+    chat = request.app[chat_key]
+    if direct:
+        peer = (
+            await request.app[accounts_key].get(target) if USERNAME_RE.fullmatch(target) else None
+        )
+        if peer is None:
+            raise web.HTTPNotFound(text="No such user.")
+        if peer.disabled:
+            raise web.HTTPForbidden(text="This account is disabled.")
+        return Conversation(dm_name(username, peer.username), "dm")
+    if not ROOM_RE.fullmatch(target):
+        raise web.HTTPNotFound(text="No such room: room names are letters, digits and _.")
+    name = await chat.directory.canonical(target) or target
+    conversation = await chat.conversations.readable(name, username)
+    if conversation is None:  # a private room of others: it does not exist for them
+        raise web.HTTPNotFound(text="No such room.")
+    return conversation
+
+
+async def _socket(request: web.Request, target: str, direct: bool) -> web.WebSocketResponse:
+    room = target
     # Who asks comes first: anyone not logged in gets 403, whatever the room.
     try:
         who = await socket_user(request)
+        if who is None:
+            raise web.HTTPForbidden(text="Log in first.")
+        username, session_id = who
+        conversation = await _conversation(request, target, username, direct)
     except RedisError as exc:
         # An outage, not a bug: one line, and a status that says "come back".
         log.warning("refused socket to %r: Redis unavailable (%s)", room, exc)
         raise web.HTTPServiceUnavailable(text="Store unavailable; try again.") from None
-    if who is None:
-        raise web.HTTPForbidden(text="Log in first.")
-    username, session_id = who
-    if not ROOM_RE.fullmatch(room):
-        raise web.HTTPNotFound(text="No such room: room names are letters, digits and _.")
+    room = conversation.name
     config = request.app[config_key]
     security = config.security
     if not origin_allowed(
@@ -112,7 +146,7 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
     )
     max_length = limits.max_message_length
     try:
-        await chat.join(conn, after)
+        await chat.join(conn, after, conversation)
         # The read loop is inline (not a helper coroutine): every frame on a
         # socket's stack is held for as long as the socket is open.
         async for msg in ws:
@@ -185,6 +219,12 @@ async def _on_text(chat, conn: Connection, data: str, max_length: int) -> None:
         outgoing = parse_client_frame(data, max_length)
     except FrameError as error:
         chat.send_error(conn, error.code, error.detail)
+        return
+    if isinstance(outgoing, MarkRead):
+        try:
+            await chat.mark_read(conn, outgoing.id)
+        except (RedisError, OSError) as exc:
+            log.warning("read marker of %s in %s not stored: %s", conn.username, conn.room, exc)
         return
     try:
         await chat.send(conn, outgoing.text, outgoing.client_id)

@@ -96,6 +96,8 @@ def error_page(request: web.Request, status: int, detail: str | None = None) -> 
 
 
 SOCKET_ROUTE = "chat-socket"  # the name of the `/ws/chat/{room}/` route
+DM_SOCKET_ROUTE = "dm-socket"  # ... and of `/ws/dm/{username}/`
+SOCKET_ROUTES = frozenset((SOCKET_ROUTE, DM_SOCKET_ROUTE))
 
 
 @web.middleware
@@ -111,7 +113,7 @@ def socket_gate(request: web.Request, handler):
     """
     # By route name, not path: any `request.path`-like access is cached on the
     # request, and a 6th cached entry grows that dict for the socket's life.
-    if request.match_info.route.name == SOCKET_ROUTE:
+    if request.match_info.route.name in SOCKET_ROUTES:
         return request.match_info.handler(request)
     return handler(request)
 

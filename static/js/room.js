@@ -14,6 +14,8 @@ import { storeNotice } from "./notice.js";
 const $ = (id) => document.getElementById(id);
 const root = $("room");
 const room = root.dataset.room;
+// The conversation's socket: /ws/chat/{room}/, or /ws/dm/{username}/ for a direct one.
+const socketPath = root.dataset.socketPath || `/ws/chat/${encodeURIComponent(room)}/`;
 const me = root.dataset.me;
 const log = $("log");
 const statusEl = $("status");
@@ -227,7 +229,7 @@ function setHelp(text, isError = false, reason = "") {
 function url() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const after = lastId > 0 ? `?after=${lastId}` : "";
-  return `${scheme}://${location.host}/ws/chat/${encodeURIComponent(room)}/${after}`;
+  return `${scheme}://${location.host}${socketPath}${after}`;
 }
 
 function connect() {
@@ -257,6 +259,22 @@ function connect() {
   });
 }
 
+// Tell the server what this tab has shown, so the person's other tabs and
+// their unread counts agree: at most once a second, and only while visible.
+let readSent = 0;
+let readTimer = null;
+function markRead() {
+  if (readTimer || document.visibilityState !== "visible") return;
+  readTimer = setTimeout(() => {
+    readTimer = null;
+    if (socket && socket.readyState === WebSocket.OPEN && lastId > readSent) {
+      readSent = lastId;
+      socket.send(JSON.stringify({ type: "read", id: lastId }));
+    }
+  }, 1000);
+}
+document.addEventListener("visibilitychange", markRead);
+
 function handleFrame(ws, frame) {
   if (frame.type === "history") {
     if (frame.truncated) {
@@ -267,6 +285,7 @@ function handleFrame(ws, frame) {
     }
     appendMessages(frame.messages, { live: false });
     if (frame.truncated) scrollToBottom();
+    markRead();
     attempt = 0;
     setState("connected");
     if (pending) {
@@ -276,6 +295,7 @@ function handleFrame(ws, frame) {
     }
   } else if (frame.type === "message") {
     if (!appendMessages([frame], { live: true })) ws.close(4000, "gap: resuming");
+    else markRead();
   } else if (frame.type === "presence") {
     showPresence(frame.users || []);
   } else if (frame.type === "error") {
