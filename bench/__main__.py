@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     for workload in workloads:
         run["workloads"][workload] = {}
         for kind in targets:
+            if kind != "chatapp" and WORKLOADS[workload].chatapp_only:
+                continue
             log(f"{workload} {kind} ...")
             result = measure(kind, workload, log_dir, args.quick)
             run["workloads"][workload][kind] = result

@@ -78,6 +78,9 @@ async def _logged_in(session: aiohttp.ClientSession, target: Target) -> bool:
         return resp.status == 200
 
 
+REGISTER_TRIES = 50
+
+
 async def login(target: Target, username: str, password: str = PASSWORD) -> str:
     """Register USERNAME through the forms (log in if that fails); return its Cookie header."""
     # unsafe=True: the default jar drops cookies set by an IP-address host.
@@ -85,8 +88,14 @@ async def login(target: Target, username: str, password: str = PASSWORD) -> str:
     async with aiohttp.ClientSession(cookie_jar=jar) as session:
         form = {"username": username, "password": password, "password2": password}
         form["csrf_token"] = await _csrf_token(session, target.origin + "/register/")
-        async with session.post(target.origin + "/register/", data=form, allow_redirects=False):
-            pass
+        for _ in range(REGISTER_TRIES):
+            async with session.post(
+                target.origin + "/register/", data=form, allow_redirects=False
+            ) as resp:
+                # 503: the server hashes a few new passwords at a time; come back.
+                if resp.status != 503:
+                    break
+            await asyncio.sleep(0.2)
         if not await _logged_in(session, target):
             form = {"username": username, "password": password}
             form["csrf_token"] = await _csrf_token(session, target.origin + "/login/")

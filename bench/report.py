@@ -3,7 +3,8 @@
 from pathlib import Path
 
 TARGETS = ("baseline", "chatapp")
-THROUGHPUT = ("W1", "W2", "W3", "W5")  # workloads that deliver messages
+# Workloads that deliver messages (W6 has a table of its own).
+THROUGHPUT = ("W1", "W2", "W3", "W5")
 
 HOW_TO_RUN = """\
 ```sh
@@ -188,6 +189,29 @@ def churn_table(run: dict) -> list[str]:
             _errors(res),
         ]
         rows.append(f"| {kind} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def sidebar_table(run: dict) -> list[str]:
+    """W6: how fast a sidebar hears of a message elsewhere, and a person of a mention."""
+    res = (run["workloads"].get("W6") or {}).get("chatapp")
+    if not res or "failed" in res:
+        return ["W6 was not run." if not res else f"W6 failed: {res['failed'].splitlines()[0]}"]
+    rows = [
+        "| frame | received | expected | p50 ms | p90 ms | p99 ms | max ms |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for name, count, expected, lat in (
+        ("activity (unread count)", res.get("activity_frames"), res.get("activity_expected"),
+         res.get("activity_latency_ms") or {}),
+        ("notify (mention)", res.get("notify_frames"), res.get("notify_expected_at_most"),
+         res.get("notify_latency_ms") or {}),
+    ):  # fmt: skip
+        cells = [_fmt(count), _fmt(expected)] + [
+            _fmt(lat.get(k), 2) for k in ("p50", "p90", "p99", "max")
+        ]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    rows += ["", f"Messages sent: {_fmt(res.get('messages_sent'))}; errors: {_errors(res)}."]
     return rows
 
 
@@ -550,6 +574,15 @@ def render_markdown(run: dict, png_name: str) -> str:
         "## W5: churn",
         "",
         *churn_table(run),
+        "",
+        "## W6: sidebars",
+        "",
+        "Each of the 200 people has 20 conversations in their list and one socket on a "
+        "room of their own; 10 of the conversations get 5 messages a second each, every "
+        "5th mentioning one of the people. Latency is from the sender's send to the frame "
+        "reaching the person's socket (chatapp only: the baseline has no conversations).",
+        "",
+        *sidebar_table(run),
         "",
         "## Memory over 5 minutes",
         "",

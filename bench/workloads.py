@@ -1,4 +1,4 @@
-"""The benchmark workloads W1-W5 and the generator process that runs one of them.
+"""The benchmark workloads W1-W6 and the generator process that runs one of them.
 
     python -m bench.workloads W2 --url http://127.0.0.1:8080 [--quick] \\
         [--server-pids 123] [--redis-pids 456] [--out result.json]
@@ -31,6 +31,7 @@ from bench.loadgen import (
     wait_drained,
 )
 from bench.procstat import Probe, raise_nofile
+from bench.sidebar import SidebarSpec, run_sidebar
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,9 @@ class ChurnSpec:
 @dataclass(frozen=True)
 class Workload:
     title: str
-    full: ChatSpec | IdleSpec | ChurnSpec
-    quick: ChatSpec | IdleSpec | ChurnSpec
+    full: ChatSpec | IdleSpec | ChurnSpec | SidebarSpec
+    quick: ChatSpec | IdleSpec | ChurnSpec | SidebarSpec
+    chatapp_only: bool = False  # the baseline has no such feature
 
 
 _W1 = ChatSpec(rooms=1, sockets_per_room=200, senders_per_room=5, window=10, duration=40)
@@ -72,6 +74,7 @@ _W2 = ChatSpec(rooms=1, sockets_per_room=500, senders_per_room=1, rate=50, windo
 _W3 = ChatSpec(rooms=50, sockets_per_room=20, senders_per_room=1, rate=5, window=5, duration=40)
 _W4 = IdleSpec()
 _W5 = ChurnSpec()
+_W6 = SidebarSpec()
 QUICK_S = 4.0  # send phase of every --quick workload
 WORKLOADS = {
     "W1": Workload("fan-out: 1 room, 200 sockets, 5 senders flat out", _W1,
@@ -84,6 +87,9 @@ WORKLOADS = {
                    replace(_W4, steps=(500, 2000), settle=1.0, after_heartbeat=0.0)),
     "W5": Workload("churn: 20 chatting + 25 sockets joining/leaving", _W5,
                    replace(_W5, duration=QUICK_S)),
+    "W6": Workload("sidebars: 200 people x 20 conversations, 10 busy, mentions", _W6,
+                   replace(_W6, people=40, duration=QUICK_S, settle=2.0, drain=2.0),
+                   chatapp_only=True),
 }  # fmt: skip
 
 
@@ -213,6 +219,8 @@ async def run(
         result = await run_idle(target, spec, probe)
     elif isinstance(spec, ChurnSpec):
         result = await run_churn(target, spec, probe)
+    elif isinstance(spec, SidebarSpec):
+        result = await run_sidebar(target, spec, probe)
     else:
         result = await run_chat(target, spec, probe)
     return {"workload": name, "title": workload.title, **result}
