@@ -43,7 +43,15 @@ from chatapp.metrics import Metrics
 from chatapp.paths import find_dir
 from chatapp.store.client import Store, make_store
 from chatapp.store.keys import Keys
-from chatapp.web import admin_pages, chat_pages, chat_socket, middlewares, ops, pages
+from chatapp.web import (
+    admin_pages,
+    chat_pages,
+    chat_socket,
+    middlewares,
+    ops,
+    pages,
+    socket_check,
+)
 
 log = logging.getLogger("chatapp")
 
@@ -207,6 +215,7 @@ def create_app(config: Config, *, workers: int = 1) -> web.Application:
     app.add_routes(pages.routes)
     app.add_routes(chat_pages.routes)
     app.add_routes(chat_socket.routes)
+    app.add_routes(socket_check.routes)
     app.add_routes(admin_pages.routes)
     app.add_routes(ops.routes)
     app.router.add_static("/static/", find_dir("static"), name="static", append_version=False)

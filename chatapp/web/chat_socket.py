@@ -24,6 +24,7 @@ from chatapp.chat.wire import POLICY, drop_connection
 from chatapp.names import ROOM_RE
 from chatapp.web.middlewares import SOCKET_ROUTE, socket_user
 from chatapp.web.params import whole_number
+from chatapp.web.socket_check import upgrade_problem
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -74,6 +75,10 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
         log.warning("refused socket from origin %r", request.headers.get("Origin"))
         raise web.HTTPForbidden(text="Origin not allowed.")
     after = _parse_after(request)
+    problem = upgrade_problem(request)
+    if problem:  # aiohttp would answer 400 without a word in the log
+        log.warning("refused socket to %r: %s", room, problem)
+        raise web.HTTPBadRequest(text=f"Not a WebSocket handshake: {problem}.")
     chat = request.app[chat_key]
     limits = chat.limits
     # No permessage-deflate: the hub writes one pre-framed copy of each message to
