@@ -53,6 +53,7 @@ from chatapp.web import (
     middlewares,
     ops,
     pages,
+    socket_check,
 )
 
 log = logging.getLogger("chatapp")
@@ -223,6 +224,7 @@ def create_app(config: Config, *, workers: int = 1) -> web.Application:
     app.add_routes(chat_pages.routes)
     app.add_routes(conversation_pages.routes)
     app.add_routes(chat_socket.routes)
+    app.add_routes(socket_check.routes)
     app.add_routes(admin_pages.routes)
     app.add_routes(ops.routes)
     app.router.add_static("/static/", find_dir("static"), name="static", append_version=False)

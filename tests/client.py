@@ -73,7 +73,12 @@ class Client:
     """
 
     def __init__(
-        self, target: str | TestClient | TestServer, name: str | None = None, password=PASSWORD
+        self,
+        target: str | TestClient | TestServer,
+        name: str | None = None,
+        password=PASSWORD,
+        *,
+        ssl: bool = True,
     ) -> None:
         self.name = name
         self.password = password
@@ -90,9 +95,10 @@ class Client:
             self.base = target.rstrip("/")
             # An unsafe jar: aiohttp's default one refuses cookies for IP hosts. No
             # connection limit: each open socket holds a connection (tabs, bursts).
+            # ssl=False: accept any certificate (a self-signed one made by a test).
             self.http = aiohttp.ClientSession(
                 cookie_jar=aiohttp.CookieJar(unsafe=True),
-                connector=aiohttp.TCPConnector(limit=0),
+                connector=aiohttp.TCPConnector(limit=0, ssl=ssl),
             )
 
     def another(self, name: str | None = None) -> Client:

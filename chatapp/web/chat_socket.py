@@ -27,6 +27,7 @@ from chatapp.names import ROOM_RE, USERNAME_RE
 from chatapp.web.middlewares import DM_SOCKET_ROUTE, SOCKET_ROUTE, socket_user
 from chatapp.web.netutil import Network, parse_networks, request_scheme
 from chatapp.web.params import whole_number
+from chatapp.web.socket_check import upgrade_problem
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -124,6 +125,10 @@ async def _socket(request: web.Request, target: str, direct: bool) -> web.WebSoc
         log.warning("refused socket from origin %r", request.headers.get("Origin"))
         raise web.HTTPForbidden(text="Origin not allowed.")
     after = _parse_after(request)
+    problem = upgrade_problem(request)
+    if problem:  # aiohttp would answer 400 without a word in the log
+        log.warning("refused socket to %r: %s", room, problem)
+        raise web.HTTPBadRequest(text=f"Not a WebSocket handshake: {problem}.")
     chat = request.app[chat_key]
     limits = chat.limits
     # No permessage-deflate: the hub writes one pre-framed copy of each message to

@@ -4,7 +4,10 @@
 // Connection: on a drop, reconnect with exponential backoff and jitter and
 // resume with ?after=<last id seen>; ids grow by one per room, so a duplicate
 // is skipped and a gap makes the page resume again. A close for policy (1008)
-// sends the reader away with an explanation instead of retrying.
+// sends the reader away with an explanation instead of retrying; a handshake
+// the server keeps refusing for this page's origin (a proxy that drops the
+// port from the Host header, or security.allowed_origins) stops the retries
+// and says what an operator should check.
 //
 // Sending: a message goes out with a client_id and the text stays in the input
 // until the server echoes that client_id; an error frame (or a drop) that
@@ -40,6 +43,7 @@ const BACKOFF_BASE_MS = 500;
 const BACKOFF_MAX_MS = 10000;
 const OFFLINE_AFTER_ATTEMPTS = 6; // then the status says offline (still retrying)
 const CONFIRM_TIMEOUT_MS = 10000;
+const REFUSED_AFTER = 2; // handshakes in a row the server says it refuses for this origin
 
 let lastId = 0;
 let socket = null;
@@ -50,6 +54,7 @@ let state = "connecting";
 let pending = null; // {clientId, text, timer}: sent, not yet echoed
 let stale = null; // the last message that was not confirmed in time (it may still come)
 let unseen = 0;
+let refusals = 0; // failed handshakes in a row that /api/socket-check says were refused
 
 // -- rendering -------------------------------------------------------------------
 
@@ -202,6 +207,7 @@ const STATUS_TEXT = {
   connected: "Connected",
   reconnecting: "Reconnecting…",
   offline: "Offline",
+  refused: "Refused by the server",
 };
 
 function setState(next, text) {
@@ -287,6 +293,7 @@ function handleFrame(ws, frame) {
     if (frame.truncated) scrollToBottom();
     markRead();
     attempt = 0;
+    refusals = 0;
     setState("connected");
     if (pending) {
       unconfirmed("Not sent: the connection dropped before the server got it. Press Enter to try again.");
@@ -316,25 +323,60 @@ function closed(event, opened) {
   }
   if (event.code === 4000 || event.code === 1013) attempt = 0; // resume at once
   if (!opened) {
-    // The handshake failed: the server is down, or the session ended. The
-    // handshake's status is not visible here; /api/rooms answers an anonymous
-    // visitor 403 (as rooms.js knows), or a redirect or 401 from a proxy.
-    fetch("/api/rooms", { redirect: "manual", cache: "no-store" })
-      .then((response) => {
-        if (
-          response.type === "opaqueredirect" ||
-          response.status === 401 ||
-          response.status === 403
-        ) {
-          loggedOut();
-        } else {
-          schedule();
-        }
-      })
-      .catch(schedule);
+    handshakeFailed();
     return;
   }
   schedule();
+}
+
+// The handshake failed: the server is down, the session ended, or the server
+// refuses this page's origin. The handshake's status is not visible here, so
+// ask /api/socket-check: it answers an anonymous visitor 403 (a proxy may
+// answer a redirect or 401), and otherwise whether this page's origin passes
+// the handshake's check and what Host the server sees.
+function handshakeFailed() {
+  const query = `?origin=${encodeURIComponent(location.origin)}`;
+  fetch(`/api/socket-check${query}`, { redirect: "manual", cache: "no-store" })
+    .then(async (response) => {
+      if (
+        response.type === "opaqueredirect" ||
+        response.status === 401 ||
+        response.status === 403
+      ) {
+        loggedOut();
+        return;
+      }
+      const answer = response.ok ? await response.json() : null;
+      if (answer?.allowed === false) {
+        refusals += 1;
+        if (refusals >= REFUSED_AFTER) {
+          refused(answer);
+          return;
+        }
+      } else {
+        refusals = 0;
+      }
+      schedule();
+    })
+    .catch(() => schedule());
+}
+
+// Retrying cannot help: say so, and what to check, and stop.
+function refused(answer) {
+  stopped = true;
+  clearTimeout(retryTimer);
+  retryTimer = null;
+  setState("refused");
+  const host = answer.host ? `"${answer.host}"` : "no Host header";
+  setHelp(
+    `The server refused the live connection: this page's origin (${answer.origin}) does not ` +
+      `pass its origin check, and the server sees the host as ${host}. Reloading will not ` +
+      "help. An operator should check security.allowed_origins, and that the proxy passes " +
+      "the Host header with its port and the scheme " +
+      "(nginx: proxy_set_header Host $http_host; proxy_set_header X-Forwarded-Proto $scheme).",
+    true,
+    "refused",
+  );
 }
 
 function schedule() {
