@@ -89,12 +89,14 @@ async def test_login_ignores_offsite_next(bob: AuthActions, target):
 
 async def test_login_rotates_the_session(bob: AuthActions):
     await bob.client.get("/login/")
+    assert bob.session_cookie() is None  # viewing the form starts no session
+    await bob.login("bob")
     before = bob.session_cookie()
     assert before
     await bob.login("bob")
     after = bob.session_cookie()
     assert after and after != before
-    # The pre-login session is gone from Redis: replaying it is anonymous.
+    # The session logged in before is gone from Redis: replaying it is anonymous.
     bob.use_cookie(before)
     response = await bob.client.get("/chat/", allow_redirects=False)
     assert response.status == 302

@@ -26,6 +26,10 @@ class Keys:
     # are unique regardless of letter case (another casing finds the room).
     room_names = PREFIX + "roomnames"
     audit = PREFIX + "audit"  # list, newest first, capped: admin actions (JSON)
+    # list, newest first, capped: sign-ins, failures, lockouts, logouts, password
+    # changes, sessions ended (JSON); apart, so a flood of failures cannot push
+    # the admin actions out.
+    signin_audit = PREFIX + "audit:signins"
 
     @staticmethod
     def user(name: str) -> str:
