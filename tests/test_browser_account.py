@@ -23,7 +23,10 @@ from .support import AppProcess
 pytestmark = pytest.mark.browser
 
 NEW_PASSWORD = "Another-Pass-77"
-APP_ENV = {"CHATAPP_SERVER_ACCESS_LOG": "false"}
+APP_ENV = {
+    "CHATAPP_SERVER_ACCESS_LOG": "false",
+    "CHATAPP_ACCOUNTS_REGISTRATIONS_PER_ADDRESS": "1000",
+}
 
 
 @pytest.fixture(scope="module")
