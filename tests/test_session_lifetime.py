@@ -196,3 +196,36 @@ async def test_disable_reports_the_sessions_it_ended_on_the_admin_page(app_facto
 
 def test_a_max_age_of_a_few_seconds_is_a_valid_config(redis_url):
     assert make_config(redis_url, session={"max_age": 3}).session.max_age == 3
+
+
+async def test_log_out_everywhere_from_the_admin_page_says_how_many_ended(
+    app_factory, aiohttp_client, redis_url
+):
+    client = await app_factory(redis_url)
+    await make_user(client, "boss", superuser=True)
+    await make_user(client, "ann")
+    boss = AuthActions(client)
+    ann = AuthActions(await aiohttp_client(client.server))
+    assert (await boss.login("boss")).status == 302
+    assert (await ann.login("ann")).status == 302
+    assert await admin_action(boss, "/admin/users/ann/logout") == 302
+    page = await (await boss.client.get("/admin/")).text()
+    assert "Logged ann out everywhere: 1 session ended" in page
+    assert await is_anonymous(ann)
+    assert not await is_anonymous(boss)
+
+
+async def test_sessions_keep_their_lifetime_on_the_memory_store(app_factory):
+    client = await app_factory("memory://")
+    await make_user(client, "boss", superuser=True)
+    await make_user(client, "ann")
+    boss = AuthActions(client)
+    assert (await boss.login("boss")).status == 302
+    assert await admin_action(boss, "/admin/users/ann/grant") == 302
+    redis = client.app[store_key].raw
+    key = Keys.session("chatapp_session", session_id(boss))
+    assert 0 < await redis.ttl(key) <= 1_209_600
+    assert await redis.ttl(Keys.user_sessions("boss")) >= await redis.ttl(key)
+    _, ended = await client.app[admin_key].set_password("cli", "boss", NEW_PASSWORD)
+    assert ended == 1
+    assert await is_anonymous(boss, "/admin/")
