@@ -15,7 +15,7 @@ import time
 
 import redis.asyncio as aioredis
 
-from chatapp.accounts.audit import AuditLog
+from chatapp.accounts.audit import AuditLog, SignInLog
 from chatapp.accounts.sessions import end_all_sessions
 from chatapp.accounts.users import Accounts, User
 from chatapp.chat import control
@@ -46,6 +46,10 @@ class NotFound(Exception):
 # -- the actions -------------------------------------------------------------------
 
 
+def _ended(count: int) -> str:
+    return "1 session ended" if count == 1 else f"{count} sessions ended"
+
+
 class AdminActions:
     """Create a user, disable, enable, grant, revoke, set a password, delete a room; all audited."""
 
@@ -62,6 +66,7 @@ class AdminActions:
         self._directory = directory
         self._cookie_name = session_cookie_name
         self.audit = AuditLog(redis)
+        self.signins = SignInLog(redis)
 
     async def _user(self, name: str) -> User:
         user = await self._accounts.get(name)
@@ -76,10 +81,23 @@ class AdminActions:
         return user
 
     async def _log_out_everywhere(self, username: str, reason: str) -> int:
-        """End every session of `username` and close their sockets on every worker."""
-        ended = await end_all_sessions(self._redis, self._cookie_name, username)
+        """End every session of `username` and close their sockets on every worker.
+
+        Returns how many sessions were alive and ended. A new session
+        generation first: a session the index does not list (or one being
+        saved right now) is refused all the same.
+        """
+        await self._accounts.new_session_generation(username)
+        ended, _ = await end_all_sessions(self._redis, self._cookie_name, username)
         await control.publish(self._redis, CloseUser(username, reason))
         return ended
+
+    async def log_out_everywhere(self, actor: str, name: str) -> tuple[User, int]:
+        """End every session of a user (they stay enabled): (the user, sessions ended)."""
+        user = await self._user(name)
+        ended = await self._log_out_everywhere(user.username, LOGGED_OUT)
+        await self.audit.record(actor, "logout-everywhere", user.username, _ended(ended))
+        return user, ended
 
     async def create_user(
         self, actor: str, name: str, password: str, *, superuser: bool = False
@@ -90,8 +108,8 @@ class AdminActions:
         await self.audit.record(actor, "createuser", user.username, detail)
         return user
 
-    async def disable_user(self, actor: str, name: str) -> User:
-        """Refuse logins, end every session, close every socket (1008).
+    async def disable_user(self, actor: str, name: str) -> tuple[User, int]:
+        """Refuse logins, end every session, close every socket (1008): (user, sessions ended).
 
         Raise NotFound, or accounts.LastSuperuser if it would leave no enabled superuser.
         """
@@ -99,8 +117,8 @@ class AdminActions:
         # The flag is set first: from now on the auth middleware refuses the
         # user's requests and handshakes, so no new session or socket appears.
         ended = await self._log_out_everywhere(user.username, USER_DISABLED)
-        await self.audit.record(actor, "disable", user.username, f"{ended} session(s) ended")
-        return user
+        await self.audit.record(actor, "disable", user.username, _ended(ended))
+        return user, ended
 
     async def enable_user(self, actor: str, name: str) -> User:
         user = await self._set(name, "disabled", False)
@@ -117,13 +135,16 @@ class AdminActions:
         await self.audit.record(actor, "revoke", user.username, "superuser")
         return user
 
-    async def set_password(self, actor: str, name: str, password: str) -> User:
-        """Change the password (rules checked by the caller) and log the user out everywhere."""
+    async def set_password(self, actor: str, name: str, password: str) -> tuple[User, int]:
+        """Change the password (rules checked by the caller) and log the user out everywhere.
+
+        Returns the user and how many sessions were ended.
+        """
         user = await self._user(name)
         await self._accounts.set_password(user.username, password)
         ended = await self._log_out_everywhere(user.username, LOGGED_OUT)
-        await self.audit.record(actor, "setpassword", user.username, f"{ended} session(s) ended")
-        return user
+        await self.audit.record(actor, "setpassword", user.username, _ended(ended))
+        return user, ended
 
     async def delete_room(self, actor: str, room: str, wait: float = ROOM_EMPTY_WAIT) -> None:
         """Close the room's sockets everywhere (1008), then remove history, presence, listing.

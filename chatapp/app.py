@@ -20,6 +20,7 @@ import jinja2
 from aiohttp import web
 from aiohttp_session import session_middleware
 
+from chatapp.accounts import csrf
 from chatapp.accounts.demo import DemoPasswords
 from chatapp.accounts.sessions import SignedRedisStorage
 from chatapp.accounts.throttle import LoginThrottle
@@ -46,6 +47,7 @@ from chatapp.paths import find_dir
 from chatapp.store.client import Store, make_store
 from chatapp.store.keys import Keys
 from chatapp.web import (
+    account_pages,
     admin_pages,
     chat_pages,
     chat_socket,
@@ -220,12 +222,18 @@ def create_app(config: Config, *, workers: int = 1) -> web.Application:
     app.on_startup.append(_started(workers))
     app.on_shutdown.append(_close_sockets)
     app.on_response_prepare.append(middlewares.add_security_headers)
+
+    async def set_csrf_cookie(request: web.Request, response: web.StreamResponse) -> None:
+        csrf.set_cookie(request, response, storage)
+
+    app.on_response_prepare.append(set_csrf_cookie)
     app.add_routes(pages.routes)
     app.add_routes(chat_pages.routes)
     app.add_routes(conversation_pages.routes)
     app.add_routes(chat_socket.routes)
     app.add_routes(socket_check.routes)
     app.add_routes(admin_pages.routes)
+    app.add_routes(account_pages.routes)
     app.add_routes(ops.routes)
     app.router.add_static("/static/", find_dir("static"), name="static", append_version=False)
     return app

@@ -51,8 +51,9 @@ class RedisConfig:
 class SessionConfig:
     secret_key: str = ""
     cookie_name: str = "chatapp_session"
-    # Lifetime of a session in seconds (Django's default: two weeks).
-    max_age: int = field(default=1_209_600, metadata=_limits(60, None))
+    # Absolute lifetime of a session in seconds, from its login (Django's
+    # default: two weeks); nothing done with the session extends it.
+    max_age: int = field(default=1_209_600, metadata=_limits(1, None))
     secure: bool = False
 
 

@@ -89,12 +89,16 @@ async def test_login_ignores_offsite_next(bob: Client, target):
 
 async def test_login_rotates_the_session(bob: Client):
     await bob.get("/login/")
+    assert bob.session_cookie() is None  # viewing the form starts no session
+    await bob.login("bob")
     before = bob.session_cookie()
     assert before
-    await bob.login("bob")
+    # Logging in again while logged in (the form's token is the session's now).
+    again = {"username": "bob", "password": bob.password}
+    assert (await bob.submit("/login/", again, token_from="/chat/")).status == 302
     after = bob.session_cookie()
     assert after and after != before
-    # The pre-login session is gone from Redis: replaying it is anonymous.
+    # The session logged in before is gone from Redis: replaying it is anonymous.
     bob.use_cookie(before)
     response = await bob.get("/chat/")
     assert response.status == 302

@@ -53,6 +53,12 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 return 1
 """
 
+# Start a new session generation for an existing user (never creates the hash).
+_NEW_GENERATION_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+return redis.call('HINCRBY', KEYS[1], 'gen', 1)
+"""
+
 
 class LastSuperuser(Exception):
     """The change would leave no enabled superuser."""
@@ -69,6 +75,10 @@ class User:
     disabled: bool
     joined: float
     last_login: float | None
+    # Sessions carry the generation they were started in; ending every session
+    # of a user (password change, disable) starts a new one, so a session the
+    # per-user index missed is refused all the same.
+    sessions_gen: int = 0
 
     @classmethod
     def from_hash(cls, data: dict[bytes, bytes]) -> User:
@@ -79,6 +89,7 @@ class User:
             disabled=data.get(b"disabled") == b"1",
             joined=float(data.get(b"joined") or 0),
             last_login=float(last) if last else None,
+            sessions_gen=int(data.get(b"gen") or 0),
         )
 
 
@@ -90,6 +101,7 @@ class Accounts:
         self.hasher = Hasher(bcrypt_rounds)
         self._create = redis.register_script(_CREATE_SCRIPT)
         self._guarded_flag = redis.register_script(_GUARDED_FLAG_SCRIPT)
+        self._new_generation = redis.register_script(_NEW_GENERATION_SCRIPT)
 
     async def _hash(self, password: str) -> str:
         return await self.hasher.hash(password)
@@ -137,6 +149,11 @@ class Accounts:
 
     async def set_password(self, username: str, password: str) -> None:
         await self._redis.hset(Keys.user(username), "pw", await self._hash(password))
+
+    async def new_session_generation(self, username: str) -> int | None:
+        """Make every session started so far stale; the new generation (None: no such user)."""
+        gen = await self._new_generation(keys=[Keys.user(username)])
+        return None if gen == -1 else int(gen)
 
     async def set_flag_guarded(self, username: str, flag: str, value: bool) -> bool:
         """Set `disabled` or `su` atomically, never leaving no enabled superuser.

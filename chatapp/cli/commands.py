@@ -112,8 +112,20 @@ async def _createuser(admin: AdminActions, actor: str, args: argparse.Namespace)
 
 
 async def _disable(admin: AdminActions, actor: str, args: argparse.Namespace) -> str:
-    user = await admin.disable_user(actor, args.name)
-    return f"disabled {user.username}: sessions ended, sockets closed on every worker"
+    user, ended = await admin.disable_user(actor, args.name)
+    return f"disabled {user.username}: {_sessions_ended(ended)}, sockets closed on every worker"
+
+
+def _sessions_ended(count: int) -> str:
+    """How many sessions an action ended, as it happened."""
+    if count == 0:
+        return "no session was open"
+    return "1 session ended" if count == 1 else f"{count} sessions ended"
+
+
+async def _logout(admin: AdminActions, actor: str, args: argparse.Namespace) -> str:
+    user, ended = await admin.log_out_everywhere(actor, args.name)
+    return f"logged {user.username} out everywhere: {_sessions_ended(ended)}"
 
 
 async def _enable(admin: AdminActions, actor: str, args: argparse.Namespace) -> str:
@@ -122,8 +134,8 @@ async def _enable(admin: AdminActions, actor: str, args: argparse.Namespace) -> 
 
 
 async def _setpassword(admin: AdminActions, actor: str, args: argparse.Namespace) -> str:
-    user = await admin.set_password(actor, args.name, args.password)
-    return f"password of {user.username} changed; their sessions ended"
+    user, ended = await admin.set_password(actor, args.name, args.password)
+    return f"password of {user.username} changed; {_sessions_ended(ended)}"
 
 
 async def _deleteroom(admin: AdminActions, actor: str, args: argparse.Namespace) -> str:
@@ -146,6 +158,9 @@ COMMANDS: dict[str, Command] = {
         "disable a user: end their sessions, close their sockets everywhere", (NAME,), _disable
     ),
     "enable": Command("let a disabled user log in again", (NAME,), _enable),
+    "logout": Command(
+        "log a user out everywhere: end every session, close their sockets", (NAME,), _logout
+    ),
     "setpassword": Command(
         "set a user's password (and log them out everywhere)",
         (NAME, PASSWORD),

@@ -28,6 +28,10 @@ class Keys:
     # zset: private room or direct conversation -> last activity (the admin page's list)
     private_conversations = PREFIX + "conversations"
     audit = PREFIX + "audit"  # list, newest first, capped: admin actions (JSON)
+    # list, newest first, capped: sign-ins, failures, lockouts, logouts, password
+    # changes, sessions ended (JSON); apart, so a flood of failures cannot push
+    # the admin actions out.
+    signin_audit = PREFIX + "audit:signins"
 
     @staticmethod
     def user(name: str) -> str:

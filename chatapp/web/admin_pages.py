@@ -40,7 +40,8 @@ PAGE_PARAMS = ("q", "page", "rq", "rpage")
 FLASH = "admin_flash"
 
 DONE = {
-    "disable": "Disabled {name}: their sessions are ended and their sockets closed.",
+    "disable": "Disabled {name}: {ended}, their sockets closed.",
+    "logout": "Logged {name} out everywhere: {ended}, their sockets closed.",
     "enable": "Enabled {name}: they can log in again.",
     "grant": "{name} is now a superuser.",
     "revoke": "{name} is no longer a superuser.",
@@ -121,6 +122,7 @@ async def _admin_page(request: web.Request, status: int = 200, error: str = "") 
 
     entries = await request.app[admin_key].audit.recent(AUDIT_SHOWN)
     demo_unchanged = await request.app[demo_passwords_key].unchanged()
+    signins = await request.app[admin_key].signins.recent(AUDIT_SHOWN)
     session = await get_session(request)
     context = {
         "me": me,
@@ -166,6 +168,16 @@ async def _admin_page(request: web.Request, status: int = 200, error: str = "") 
             }
             for e in entries
         ],
+        "signins": [
+            {
+                "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(e.ts)),
+                "who": e.target,
+                "action": e.action,
+                "address": e.address,
+                "detail": e.detail,
+            }
+            for e in signins
+        ],
     }
     return aiohttp_jinja2.render_template("admin.html", request, context, status=status)
 
@@ -181,7 +193,13 @@ async def _done(request: web.Request, message: str) -> web.Response:
     raise web.HTTPFound("/admin/" + _page_query(request))
 
 
-@routes.post(r"/admin/users/{name}/{action:disable|enable|grant|revoke}")
+def _ended(count: int) -> str:
+    if count == 0:
+        return "no session was open"
+    return "1 session ended" if count == 1 else f"{count} sessions ended"
+
+
+@routes.post(r"/admin/users/{name}/{action:disable|enable|grant|revoke|logout}")
 async def user_action(request: web.Request) -> web.Response:
     me = require_superuser(request)
     name, action = request.match_info["name"], request.match_info["action"]
@@ -193,14 +211,16 @@ async def user_action(request: web.Request) -> web.Response:
         "enable": admin.enable_user,
         "grant": admin.grant,
         "revoke": admin.revoke,
+        "logout": admin.log_out_everywhere,
     }[action]
     try:
-        user = await act(me.username, name)
+        done = await act(me.username, name)
     except NotFound as exc:
         raise web.HTTPNotFound(text=str(exc)) from None
     except LastSuperuser:
         return await _admin_page(request, 400, LAST_SUPERUSER[action].format(name=name))
-    return await _done(request, DONE[action].format(name=user.username))
+    user, ended = done if isinstance(done, tuple) else (done, 0)
+    return await _done(request, DONE[action].format(name=user.username, ended=_ended(ended)))
 
 
 @routes.post(r"/admin/rooms/{room}/delete")

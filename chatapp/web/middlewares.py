@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
+import time
 from urllib.parse import quote
 
 import aiohttp_jinja2
@@ -12,7 +12,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp_session import get_session
 from redis.exceptions import RedisError
 
-from chatapp.accounts.sessions import end_session
+from chatapp.accounts import csrf as csrf_tokens
+from chatapp.accounts.sessions import SEEN_EVERY, end_session, storage_of
 from chatapp.appkeys import accounts_key, config_key, session_storage_key, user_key
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 MAX_BODY = 256 * 1024
 
 # Pages only logged-in people reach; everything else is public.
-PROTECTED_PREFIXES = ("/chat/", "/admin/", "/ws/", "/logout/", "/api/")
+PROTECTED_PREFIXES = ("/chat/", "/admin/", "/ws/", "/logout/", "/api/", "/account/")
 # Paths that never need a session (cheap, and no cookie churn).
 SESSIONLESS_PREFIXES = ("/static/", "/healthz", "/metrics", "/favicon.ico")
 
@@ -127,7 +128,7 @@ async def socket_user(request: web.Request) -> tuple[str, str] | None:
     """
     session = await request.app[session_storage_key].load_session(request)
     user = await _enabled_user(request, session.get("user"))
-    if user is None or session.identity is None:
+    if user is None or session.identity is None or not _of_generation(session, user):
         return None
     return user.username, str(session.identity)
 
@@ -171,13 +172,23 @@ async def _enabled_user(request: web.Request, name: str | None):
     return None if user is None or user.disabled else user
 
 
+def _of_generation(session, user) -> bool:
+    """Whether the session was started after the user's sessions were last all ended."""
+    return session.get("gen", 0) == user.sessions_gen
+
+
 async def _session_user(request: web.Request):
-    """The session's user, or None (ending a session whose user is gone or disabled)."""
+    """The session's user, or None (ending a session whose user is gone or disabled,
+    or whose sessions were all ended since it started)."""
     session = await get_session(request)
     name = session.get("user")
     user = await _enabled_user(request, name)
+    if user is not None and not _of_generation(session, user):
+        user = None
     if user is None and name:
         await end_session(request)
+    elif user is not None and time.time() - session.get("seen", 0) >= SEEN_EVERY:
+        session["seen"] = time.time()  # "last seen", written at most once a minute
     return user
 
 
@@ -200,11 +211,15 @@ async def auth(request: web.Request, handler):
 
 @web.middleware
 async def csrf(request: web.Request, handler):
-    """Every unsafe request must carry the session's token in `csrf_token`."""
+    """Every unsafe request must carry a valid token in `csrf_token`.
+
+    Logged in: the session's token. Anonymous: the value of the signed CSRF
+    cookie (double submit; see chatapp.accounts.csrf).
+    """
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return await handler(request)
     session = await get_session(request)
-    expected = session.get("csrf")
+    expected = csrf_tokens.expected_token(request, storage_of(request), session)
     try:
         form = await request.post()
     except web.HTTPRequestEntityTooLarge:
@@ -219,8 +234,7 @@ async def csrf(request: web.Request, handler):
         # Not a readable form (a malformed multipart part raises InvalidHeader):
         # no token can be read from it.
         form = {}
-    given = form.get("csrf_token")
-    if not expected or not isinstance(given, str) or not hmac.compare_digest(given, expected):
+    if not csrf_tokens.matches(form.get("csrf_token"), expected):
         log.warning("CSRF check failed on %s %s", request.method, request.path)
         return error_page(
             request,

@@ -8,11 +8,21 @@ import aiohttp_jinja2
 from aiohttp import web
 from aiohttp_session import get_session
 
+from chatapp.accounts import audit
+from chatapp.accounts.csrf import form_token
 from chatapp.accounts.hashing import Busy
 from chatapp.accounts.passwords import MAX_BYTES, MIN_LENGTH, password_problems
-from chatapp.accounts.sessions import csrf_token_of, end_session, start_session
-from chatapp.accounts.users import UsernameTaken
-from chatapp.appkeys import accounts_key, config_key, store_key, throttle_key, user_key
+from chatapp.accounts.sessions import end_session, start_session
+from chatapp.accounts.users import User, UsernameTaken
+from chatapp.appkeys import (
+    accounts_key,
+    admin_key,
+    config_key,
+    session_storage_key,
+    store_key,
+    throttle_key,
+    user_key,
+)
 from chatapp.chat import control
 from chatapp.chat.control import LOGGED_OUT, CloseSessions
 from chatapp.names import (
@@ -24,6 +34,7 @@ from chatapp.names import (
     username_problem,
 )
 from chatapp.web.netutil import client_address, parse_networks, safe_next
+from chatapp.web.useragent import summary as browser_summary
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -59,13 +70,19 @@ LIMITS = {
 
 
 class _LazyCsrfToken:
-    """Creates the session's CSRF token only when a page actually renders a form."""
+    """Makes the form token only when a page actually renders a form.
 
-    def __init__(self, session) -> None:
+    Logged in: the session's token. Anonymous: a signed cookie's value
+    (chatapp.accounts.csrf), so viewing a form stores nothing in Redis.
+    """
+
+    def __init__(self, request: web.Request, session) -> None:
+        self._request = request
         self._session = session
 
     def __str__(self) -> str:
-        return csrf_token_of(self._session) if self._session is not None else ""
+        storage = self._request.app[session_storage_key]
+        return form_token(self._request, storage, self._session)
 
     def __html__(self) -> str:
         return str(self)
@@ -81,7 +98,7 @@ async def template_context(request: web.Request) -> dict:
             log.warning("no session for %s: Redis unavailable", request.path)
     return {
         "user": request.get(user_key),
-        "csrf_token": _LazyCsrfToken(session),
+        "csrf_token": _LazyCsrfToken(request, session),
         "limits": LIMITS,
     }
 
@@ -91,6 +108,24 @@ def _form_page(request, template, status=200, **context) -> web.Response:
     context.setdefault("next", safe_next(request.query.get("next"), default=""))
     context.setdefault("username_rule", USERNAME_RULE)
     return aiohttp_jinja2.render_template(template, request, context, status=status)
+
+
+def address_of(request: web.Request) -> str:
+    """The client's address, X-Forwarded-For believed from trusted proxies only."""
+    config = request.app[config_key]
+    return client_address(request, parse_networks(config.security.trusted_proxies))
+
+
+async def log_in(request: web.Request, user: User, address: str) -> None:
+    """Start `user`'s session on this request, with what their sessions page shows."""
+    await start_session(
+        request,
+        user.username,
+        gen=user.sessions_gen,
+        address=address,
+        browser=browser_summary(request.headers.get("User-Agent")),
+    )
+    await request.app[accounts_key].record_login(user.username)
 
 
 def _field(form, name: str) -> str:
@@ -132,8 +167,7 @@ async def register(request: web.Request) -> web.Response:
         if password != password2:
             errors["password2"] = ["The two password fields didn't match."]
     if not errors:
-        config = request.app[config_key]
-        address = client_address(request, parse_networks(config.security.trusted_proxies))
+        address = address_of(request)
         verdict = await request.app[throttle_key].registration(address)
         if not verdict.allowed:
             log.warning("registration throttled from %s", address)
@@ -167,8 +201,8 @@ async def register(request: web.Request) -> web.Response:
             request, "register.html", status=400, errors=errors, username=username, next=next_url
         )
     log.info("registered user %s", user.username)
-    await start_session(request, user.username)
-    await accounts.record_login(user.username)
+    await log_in(request, user, address)
+    await request.app[admin_key].signins.event(audit.LOGIN, user.username, address, "registered")
     raise web.HTTPFound(next_url or "/chat/")
 
 
@@ -185,9 +219,9 @@ async def login(request: web.Request) -> web.Response:
     username = _field(form, "username").strip()
     password = _field(form, "password")
     next_url = safe_next(_field(form, "next") or request.query.get("next"), default="")
-    config = request.app[config_key]
-    address = client_address(request, parse_networks(config.security.trusted_proxies))
+    address = address_of(request)
     throttle = request.app[throttle_key]
+    signins = request.app[admin_key].signins
 
     def again(status: int, message: str) -> web.Response:
         return _form_page(
@@ -204,6 +238,7 @@ async def login(request: web.Request) -> web.Response:
     verdict = await throttle.attempt(username, address)
     if not verdict.allowed:
         log.warning("login throttled for %s from %s", shown(username), address)
+        await signins.event(audit.LOGIN_THROTTLED, username, address, verdict.message)
         response = again(429, verdict.message)
         response.headers["Retry-After"] = str(verdict.retry_after)
         return response
@@ -211,12 +246,14 @@ async def login(request: web.Request) -> web.Response:
     user = await accounts.authenticate(username, password)
     if user is None:
         log.info("failed login for %s from %s", shown(username), address)
+        await signins.event(audit.LOGIN_FAILED, username, address, "wrong username or password")
         return again(400, BAD_LOGIN)
     if user.disabled:
+        await signins.event(audit.LOGIN_FAILED, user.username, address, "account disabled")
         return again(400, DISABLED)
     await throttle.succeeded(username, address)
-    await start_session(request, user.username)
-    await accounts.record_login(user.username)
+    await log_in(request, user, address)
+    await signins.event(audit.LOGIN, user.username, address)
     log.info("login %s from %s", user.username, address)
     raise web.HTTPFound(next_url or "/chat/")
 
@@ -227,5 +264,7 @@ async def logout(request: web.Request) -> web.Response:
     session_id = await end_session(request)
     if session_id:  # its sockets close on every worker (1008)
         await control.publish(request.app[store_key].raw, CloseSessions((session_id,), LOGGED_OUT))
+    if user is not None:
+        await request.app[admin_key].signins.event(audit.LOGOUT, user.username, address_of(request))
     log.info("logout %s", user.username if user else "?")
     raise web.HTTPFound("/login/")

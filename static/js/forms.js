@@ -26,29 +26,38 @@ function nameProblems(input, noun) {
   return problems;
 }
 
+function newPasswordProblems(form) {
+  const input = form.elements.password;
+  const value = input.value;
+  const min = limit(input, "minLength");
+  const maxBytes = limit(input, "maxBytes");
+  if (!value) return ["Enter a password."];
+  const problems = [];
+  if (length(value) < min) problems.push(`This password is too short. It must contain at least ${min} characters.`);
+  if (utf8Length(value) > maxBytes) {
+    problems.push(`This password is too long: at most ${maxBytes} bytes once encoded (this one is ${utf8Length(value)}).`);
+  }
+  if (/^[0-9]+$/.test(value)) problems.push("This password is entirely numeric.");
+  // Common and too-similar passwords are for the server to say.
+  return problems;
+}
+
+function confirmationProblems(form) {
+  const { password, password2 } = form.elements;
+  if (!password2.value) return password.value ? ["Enter the same password again."] : [];
+  return password.value === password2.value ? [] : ["The two password fields didn't match."];
+}
+
 const RULES = {
   register: {
     username: (form) => nameProblems(form.elements.username, "Username"),
-    password: (form) => {
-      const input = form.elements.password;
-      const value = input.value;
-      const min = limit(input, "minLength");
-      const maxBytes = limit(input, "maxBytes");
-      if (!value) return ["Enter a password."];
-      const problems = [];
-      if (length(value) < min) problems.push(`This password is too short. It must contain at least ${min} characters.`);
-      if (utf8Length(value) > maxBytes) {
-        problems.push(`This password is too long: at most ${maxBytes} bytes once encoded (this one is ${utf8Length(value)}).`);
-      }
-      if (/^[0-9]+$/.test(value)) problems.push("This password is entirely numeric.");
-      // Common and too-similar passwords are for the server to say.
-      return problems;
-    },
-    password2: (form) => {
-      const { password, password2 } = form.elements;
-      if (!password2.value) return password.value ? ["Enter the same password again."] : [];
-      return password.value === password2.value ? [] : ["The two password fields didn't match."];
-    },
+    password: newPasswordProblems,
+    password2: confirmationProblems,
+  },
+  // Change password: the new password under the registration rules.
+  password: {
+    password: newPasswordProblems,
+    password2: confirmationProblems,
   },
   room: {
     room: (form) => nameProblems(form.elements.room, "Room name"),
