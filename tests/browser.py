@@ -6,6 +6,7 @@ speaks HTTP and the socket (a bot in the room) is a `tests/client.py:Client`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,20 @@ def require_browser() -> None:
     if os.environ.get("CHATAPP_REQUIRE_BROWSER") == "1":
         pytest.fail(f"browser tests are required (CHATAPP_REQUIRE_BROWSER=1) but {reason}")
     pytest.skip(f"browser tests need Chromium: {reason}")
+
+
+@contextlib.asynccontextmanager
+async def chromium_browser():
+    """A headless Debian Chromium driven by Playwright, closed on the way out."""
+    require_browser()
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
 
 
 @dataclass

@@ -92,6 +92,22 @@ def app_factory(aiohttp_client):
 
 
 @pytest.fixture
+def start_server(aiohttp_server, redis_url):
+    """start_server(**sections): the app in this process on a real port; its base URL.
+
+    Tests send faster than people do: the message rate limit is raised unless a
+    test sets its own.
+    """
+
+    async def start(**sections: dict) -> str:
+        sections["chat"] = {"rate_limit_messages": 1_000_000, **sections.get("chat", {})}
+        server = await aiohttp_server(create_app(make_config(redis_url, **sections)))
+        return str(server.make_url("")).rstrip("/")
+
+    return start
+
+
+@pytest.fixture
 async def client(app_factory, redis_url) -> Client:
     """An anonymous person on the app built with the test config and the private Redis."""
     return await app_factory(redis_url)

@@ -14,13 +14,11 @@ import pytest
 import pytest_asyncio
 
 from .browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     DESKTOP,
     PHONE,
     SCREENSHOTS,
+    chromium_browser,
     new_person,
-    require_browser,
     screenshot,
     tab_to,
 )
@@ -50,13 +48,8 @@ def app(redis_server):
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def chromium():
     """One headless Chromium for the run (launching one takes about a second)."""
-    require_browser()
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    async with chromium_browser() as chromium:
         yield chromium
-        await chromium.close()
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -9,12 +9,10 @@ from __future__ import annotations
 import pytest
 
 from .browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     DESKTOP,
     PASSWORD,
+    chromium_browser,
     new_person,
-    require_browser,
     screenshot,
     tab_to,
 )
@@ -41,13 +39,8 @@ def app(redis_server):
 
 @pytest.fixture
 async def browser():
-    require_browser()
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    async with chromium_browser() as chromium:
         yield chromium
-        await chromium.close()
 
 
 async def test_change_password_with_the_keyboard_signs_the_other_browser_out(app, browser):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from .browser import CHROMIUM, CHROMIUM_ARGS, new_person, require_browser
+from .browser import chromium_browser, new_person
 from .client import Client
 from .support import AppProcess
 
@@ -34,13 +34,8 @@ def app(redis_server):
 
 @pytest.fixture
 async def browser():
-    require_browser()
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    async with chromium_browser() as chromium:
         yield chromium
-        await chromium.close()
 
 
 # What the reader sees of one message, by position on screen, and whether each

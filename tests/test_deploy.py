@@ -25,7 +25,7 @@ import pytest_asyncio
 
 from chatapp.config import load_config
 
-from .browser import CHROMIUM, CHROMIUM_ARGS, DESKTOP, BrowserPerson, require_browser
+from .browser import DESKTOP, BrowserPerson, chromium_browser
 from .client import Client
 from .deploy_support import (
     PRODUCTION_CONFIG,
@@ -143,13 +143,8 @@ def deploy(redis_url, tmp_path):
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def chromium():
-    require_browser()
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    async with chromium_browser() as chromium:
         yield chromium
-        await chromium.close()
 
 
 @pytest_asyncio.fixture(loop_scope="session")

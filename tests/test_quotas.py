@@ -7,26 +7,12 @@ nothing is created.
 from __future__ import annotations
 
 import aiohttp
-import pytest
-
-from chatapp.app import create_app
 
 from .client import Client
-from .conftest import make_config
-
-
-@pytest.fixture
-def start_server(aiohttp_server, redis_url):
-    async def start(**chat) -> str:
-        config = make_config(redis_url, chat={"rate_limit_messages": 1_000_000, **chat})
-        server = await aiohttp_server(create_app(config))
-        return str(server.make_url("")).rstrip("/")
-
-    return start
 
 
 async def test_socket_past_the_per_person_limit_gets_an_error_and_1008(start_server):
-    base = await start_server(max_sockets_per_user=3)
+    base = await start_server(chat={"max_sockets_per_user": 3})
     async with Client(base, "ann") as ann, Client(base, "bob") as bob:
         kept = [await ann.join("lobby") for _ in range(3)]
         for sock in kept:
@@ -44,7 +30,7 @@ async def test_socket_past_the_per_person_limit_gets_an_error_and_1008(start_ser
 
 
 async def test_rooms_past_the_hourly_quota_are_refused_and_not_created(start_server):
-    base = await start_server(rooms_per_hour=2)
+    base = await start_server(chat={"rooms_per_hour": 2})
     async with Client(base, "ann") as ann, Client(base, "bob") as bob:
         for room in ("first", "second"):
             sock = await ann.join(room)
@@ -62,7 +48,7 @@ async def test_rooms_past_the_hourly_quota_are_refused_and_not_created(start_ser
 
 
 async def test_room_form_past_the_quota_is_a_form_error_and_creates_nothing(start_server):
-    base = await start_server(rooms_per_hour=1)
+    base = await start_server(chat={"rooms_per_hour": 1})
     async with Client(base, "ann") as ann:
         sock = await ann.join("first")
         await sock.next("history")

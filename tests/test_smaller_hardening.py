@@ -7,21 +7,8 @@ accepted on an http site), and a body over the size limit got 403 "CSRF".
 from __future__ import annotations
 
 import aiohttp
-import pytest
-
-from chatapp.app import create_app
 
 from .client import Client
-from .conftest import make_config
-
-
-@pytest.fixture
-def start_server(aiohttp_server, redis_url):
-    async def start(**sections) -> str:
-        server = await aiohttp_server(create_app(make_config(redis_url, **sections)))
-        return str(server.make_url("")).rstrip("/")
-
-    return start
 
 
 async def _handshake(person: Client, origin: str, **headers: str) -> int:

@@ -12,19 +12,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from chatapp.app import create_app
-
 from .client import Client
-from .conftest import make_config
-
-
-@pytest.fixture
-def start_server(aiohttp_server, redis_url):
-    async def start(**sections) -> str:
-        server = await aiohttp_server(create_app(make_config(redis_url, **sections)))
-        return str(server.make_url("")).rstrip("/")
-
-    return start
 
 
 async def check(person: Client, origin: str) -> dict:

@@ -15,17 +15,6 @@ from .support import RawSocket, RedisServer, until
 
 
 @pytest.fixture
-def start_server(aiohttp_server, redis_url):
-    async def start(**sections) -> str:
-        # Tests send faster than people do; the rate-limit test sets its own limit.
-        sections["chat"] = {"rate_limit_messages": 1_000_000, **sections.get("chat", {})}
-        server = await aiohttp_server(create_app(make_config(redis_url, **sections)))
-        return str(server.make_url("")).rstrip("/")
-
-    return start
-
-
-@pytest.fixture
 async def base(start_server) -> str:
     return await start_server()
 
