@@ -253,6 +253,13 @@ async def test_phone_sidebar_is_a_drawer_opened_and_closed_with_the_keyboard(app
     await dee.enter_room("cv_phone_b")
     await dee.enter_room("cv_phone")
     page = dee.page
+    pal = await (await bots("pal")).enter("cv_phone")
+    await pal.say("Hi Dee, the sidebar is behind the button up there.")
+    await dee.wait_for_text("Hi Dee, the sidebar is behind the button up there.")
+    other = await (await bots("pal_b")).enter("cv_phone_b")
+    await other.say("@dee one for you over here")
+    await page.wait_for_selector("#sidebar-button-total:not([hidden])")
+    assert await page.text_content("#sidebar-button-total") == "1 unread"
     button = "#sidebar-button"
     assert await page.is_hidden("#sidebar")
     assert await page.get_attribute(button, "aria-expanded") == "false"
@@ -270,7 +277,8 @@ async def test_phone_sidebar_is_a_drawer_opened_and_closed_with_the_keyboard(app
     # The rest of the page is out of reach while it is open.
     assert await page.evaluate("() => document.getElementById('room').inert")
     assert (await page.evaluate(A11Y_JS))["overflow"] == 0
-    await screenshot(page, "conversations-drawer-375")
+    # What the phone shows (a full-page capture would cut the fixed drawer short).
+    await page.screenshot(path=str(SCREENSHOTS / "conversations-drawer-375.png"))
     await page.keyboard.press("Escape")
     await page.wait_for_selector("#sidebar", state="hidden")
     assert await page.get_attribute(button, "aria-expanded") == "false"
@@ -411,6 +419,14 @@ async def test_dark_mode_follows_the_system_and_the_toggle_is_remembered(app, br
     await page.wait_for_selector(f"{entry('cv_dark')} [data-unread-badge]:not([hidden])")
     await page.goto("/chat/cv_dark/")
     await page.wait_for_selector("#status[data-state=connected]")
+    elsewhere = await (await bots("ivo")).enter("cv_other_dark")
+    await elsewhere.say("Standup moved to 10:30")
+    direct = await (await bots("jun")).join_path("/ws/dm/gus/")
+    await direct.next("history")
+    await direct.say("Lunch later?")
+    await page.wait_for_selector(f"{entry('@gus:jun')} [data-mentions-badge]:not([hidden])")
+    await page.wait_for_selector(f"{entry('cv_other_dark')} [data-unread-badge]:not([hidden])")
+    await page.wait_for_function("() => document.title === '(2) cv_dark · chatapp'")
 
     background = "() => getComputedStyle(document.body).backgroundColor"
     assert await page.evaluate(background) == "rgb(14, 19, 24)"
