@@ -178,6 +178,16 @@ async def test_sidebar_counts_rise_live_and_clear_when_opened_on_every_tab(app, 
     await second.wait_for_function("() => document.title === 'cv_hall · chatapp'")
     # The mention is highlighted, strongly for her.
     assert await ada.page.text_content("#log mark.mention-me") == "@ADA"
+    # The room list page has no socket: its sidebar asks the server every few seconds.
+    await second.goto("/chat/")
+    hall = await (await bots("hallbot")).enter("cv_hall")
+    await hall.say("anyone in the hall?")
+    await second.wait_for_function(
+        "sel => document.querySelector(sel)?.dataset.unread === '1'",
+        arg=entry("cv_hall"),
+        timeout=12_000,
+    )
+    await second.wait_for_function("() => document.title === '(1) Rooms · chatapp'")
     assert unexpected(ada.errors) == []
 
 
@@ -202,6 +212,19 @@ async def test_message_button_opens_a_direct_conversation_that_updates_live(app,
     await direct.say("are you there?")
     await wait_badge(bea.page, dm_name, "1")
     await wait_badge(bea.page, dm_name, "1", "mentions")
+    # A private room she creates is listed with the rooms, marked private.
+    await bea.page.goto("/chat/")
+    await bea.page.fill("#room-name", "cv_secret")
+    await bea.page.check("input[name=private]")
+    await bea.page.press("#room-name", "Enter")
+    await bea.page.wait_for_url("**/chat/cv_secret/")
+    await bea.wait_state("connected")
+    secret = entry("cv_secret")
+    assert await bea.page.get_attribute(secret, "data-kind") == "private"
+    assert await bea.page.text_content(f"{secret} a .sr-only") == "Private room "
+    assert await bea.page.is_visible(f"{secret} svg.conv-icon")
+    assert await bea.page.get_attribute(f"{secret} a", "aria-current") == "page"
+    assert unexpected(bea.errors) == []
 
 
 async def test_a_mention_while_the_tab_is_hidden_shows_a_notification(app, browser, bots):
