@@ -242,6 +242,10 @@ class Conversations:
         moved = await self._mark_read(keys=[Keys.user_read(username)], args=[name, message_id])
         return bool(moved)
 
+    async def read_marker(self, username: str, name: str) -> int:
+        """The id `username` has read `name` up to (0: never read)."""
+        return int(await self._redis.hget(Keys.user_read(username), name) or 0)
+
     async def display_names(self, lower_names: list[str]) -> dict[str, str]:
         """Lower-case usernames -> their displayed case (as registered)."""
         pipe = self._redis.pipeline(transaction=False)

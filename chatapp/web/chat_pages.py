@@ -27,8 +27,46 @@ def _ago(ts: float | None) -> str:
     return "active just now"
 
 
+async def sidebar(request: web.Request, current: Conversation | None = None, title: str = ""):
+    """The sidebar's entries (the data of GET /api/conversations), alphabetical per section.
+
+    The conversation on screen is always listed (a public room is only in the
+    person's list once its socket joined it) and shows no unread: the page shows it.
+    """
+    me = request[user_key].username
+    entries = [s.as_json() for s in await request.app[chat_key].conversations.summaries(me)]
+    listed = False
+    if current is not None:
+        for entry in entries:
+            if entry["conversation"] == current.name:
+                entry["unread"] = entry["mentions"] = 0
+                listed = True
+                break
+        else:
+            entries.append(
+                {
+                    "kind": current.kind,
+                    "name": title,
+                    "conversation": current.name,
+                    "url": current.url_for(me, title),
+                    "unread": 0,
+                    "mentions": 0,
+                    "last_id": 0,
+                    "last_activity": None,
+                }
+            )
+    entries.sort(key=lambda e: e["name"].lower())
+    return {
+        "rooms": [e for e in entries if e["kind"] != "dm"],
+        "dms": [e for e in entries if e["kind"] == "dm"],
+        "current": current.name if current else "",
+        "listed": listed,  # the conversation on screen was in the person's list already
+    }
+
+
 async def _rooms_page(request: web.Request, status: int = 200, **context) -> web.Response:
     rooms = await request.app[rooms_key].list_rooms()
+    context["sidebar"] = await sidebar(request)
     context.setdefault("errors", {})
     context["rooms"] = [
         {"name": r.name, "count": r.count, "last_activity_text": _ago(r.last_activity)}
@@ -131,6 +169,20 @@ async def conversation_page(
     messages = [json.loads(m) for m in await chat.broker.recent(name, count)]
     users = await chat.presence.users(name)
     me = request[user_key]
+    side = await sidebar(request, conversation, title)
+    # Where the "new messages" divider goes: the first message by someone else
+    # after the person's read marker (none on a first visit to a public room).
+    read_marker = await chat.conversations.read_marker(me.username, name)
+    divider_before = 0
+    if read_marker or side["listed"] or conversation.kind != "room":
+        divider_before = next(
+            (
+                m["id"]
+                for m in messages
+                if m["id"] > read_marker and m["username"].lower() != me.username.lower()
+            ),
+            0,
+        )
     context = {
         "room": name,
         "title": title,
@@ -142,6 +194,9 @@ async def conversation_page(
         "last_id": messages[-1]["id"] if messages else 0,
         "max_length": request.app[config_key].chat.max_message_length,
         "errors": {},
+        "read_marker": read_marker,
+        "divider_before": divider_before,
+        "sidebar": side,
         **extra,
     }
     if conversation.kind == "private":

@@ -12,6 +12,7 @@
 // Sending: a message goes out with a client_id and the text stays in the input
 // until the server echoes that client_id; an error frame (or a drop) that
 // leaves it unconfirmed keeps the text and says why.
+import { mentionNodes, mentionsMe } from "./mentions.js";
 import { storeNotice } from "./notice.js";
 
 const $ = (id) => document.getElementById(id);
@@ -102,7 +103,8 @@ function renderMessage(m) {
   meta.append(author, " ", timeElement(m.ts));
   const bubble = document.createElement("div");
   bubble.className = "bubble";
-  bubble.textContent = m.text;
+  bubble.append(...mentionNodes(m.text, me)); // text nodes and <mark>s, never HTML
+  if (m.username !== me && mentionsMe(m.text, me)) li.classList.add("mentions-me");
   li.append(meta, bubble);
   return li;
 }
@@ -166,6 +168,14 @@ function showPresence(users) {
       const bdi = document.createElement("bdi"); // isolated: see app.css
       bdi.textContent = name;
       li.append(bdi);
+      if (name !== me) {
+        const dm = document.createElement("a"); // a direct conversation with them
+        dm.className = "button button-quiet button-small dm-link";
+        dm.href = `/dm/${encodeURIComponent(name)}/`;
+        dm.setAttribute("aria-label", `Message ${name}`);
+        dm.textContent = "Message";
+        li.append(" ", dm);
+      }
       if (name === me) {
         li.className = "me";
         const you = document.createElement("span");
@@ -191,12 +201,21 @@ function hydrate() {
     text: li.querySelector(".bubble").textContent,
   }));
   items.forEach((li) => li.remove());
+  // The "new messages" divider the server placed before the first unread one.
+  const divider = $("new-divider");
+  const dividerBefore = Number(root.dataset.dividerBefore) || 0;
   for (const m of messages) {
+    if (divider && m.id === dividerBefore) log.append(divider);
     log.append(renderMessage(m));
     lastId = Math.max(lastId, m.id);
   }
   scrollToBottom();
-  const names = [...presenceList.children].map((li) => li.textContent);
+  if (divider?.isConnected) {
+    // More unread than fits: start at the divider rather than the bottom.
+    const above = divider.getBoundingClientRect().top - log.getBoundingClientRect().top;
+    if (above < 0) log.scrollTop += above - 8;
+  }
+  const names = [...presenceList.children].map((li) => (li.querySelector("bdi") || li).textContent);
   if (names.length) showPresence(names);
 }
 
@@ -266,22 +285,27 @@ function connect() {
 }
 
 // Tell the server what this tab has shown, so the person's other tabs and
-// their unread counts agree: at most once a second, and only while visible.
+// their unread counts agree: at most once a second (the first at once), and
+// only while visible.
 let readSent = 0;
 let readTimer = null;
+let readAt = 0;
 function markRead() {
   if (readTimer || document.visibilityState !== "visible") return;
   readTimer = setTimeout(() => {
     readTimer = null;
     if (socket && socket.readyState === WebSocket.OPEN && lastId > readSent) {
       readSent = lastId;
+      readAt = Date.now();
       socket.send(JSON.stringify({ type: "read", id: lastId }));
     }
-  }, 1000);
+  }, Math.max(0, readAt + 1000 - Date.now()));
 }
 document.addEventListener("visibilitychange", markRead);
 
 function handleFrame(ws, frame) {
+  // Every frame, for the page's other modules (sidebar.js: unread, notify, read).
+  document.dispatchEvent(new CustomEvent("chatapp:frame", { detail: frame }));
   if (frame.type === "history") {
     if (frame.truncated) {
       // Older messages than the history holds were missed: start again from it.
@@ -314,7 +338,11 @@ function handleFrame(ws, frame) {
 function closed(event, opened) {
   if (stopped) return;
   if (event.code === 1008) {
-    leave(event.reason);
+    // The session ended (logout in another tab, expiry, signed out elsewhere):
+    // to the login page, which brings the reader back here. Anything else (a
+    // removed member, a deleted room) leaves the room with its reason.
+    if (event.reason === "logged out") loggedOut();
+    else leave(event.reason);
     return;
   }
   if (!navigator.onLine) {
@@ -402,7 +430,7 @@ function loggedOut() {
   stopped = true;
   setState("offline", "Logged out");
   storeNotice(`Your session ended. Log in again to rejoin room ${room}.`);
-  location.assign(`/login/?next=${encodeURIComponent(`/chat/${room}/`)}`);
+  location.assign(`/login/?next=${encodeURIComponent(location.pathname)}`);
 }
 
 // -- sending -----------------------------------------------------------------------
@@ -510,6 +538,14 @@ window.addEventListener("offline", () => {
 window.addEventListener("pagehide", () => {
   stopped = true;
   clearTimeout(retryTimer);
+  if (readTimer) {
+    // Leaving within the second a read was due in: say it now.
+    clearTimeout(readTimer);
+    readTimer = null;
+    if (socket?.readyState === WebSocket.OPEN && lastId > readSent) {
+      socket.send(JSON.stringify({ type: "read", id: lastId }));
+    }
+  }
   socket?.close(1000, "leaving");
 });
 
