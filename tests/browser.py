@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from .client import PASSWORD
-from .support import ROOT
+from .support import ROOT, AppProcess
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -49,6 +49,18 @@ def require_browser() -> None:
     if os.environ.get("CHATAPP_REQUIRE_BROWSER") == "1":
         pytest.fail(f"browser tests are required (CHATAPP_REQUIRE_BROWSER=1) but {reason}")
     pytest.skip(f"browser tests need Chromium: {reason}")
+
+
+# The app processes of the browser tests: people type faster than the rate limit allows.
+APP_ENV = {"CHATAPP_CHAT_RATE_LIMIT_MESSAGES": "100000", "CHATAPP_SERVER_ACCESS_LOG": "false"}
+
+
+def fresh_app(redis_server, **env: str) -> AppProcess:
+    """An app process on the (flushed) shared Redis, for one module's browser tests."""
+    client = redis_server.client()
+    client.flushall()
+    client.close()
+    return AppProcess(redis_server.url, **{**APP_ENV, **env}).start()
 
 
 @contextlib.asynccontextmanager

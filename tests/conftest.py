@@ -7,11 +7,13 @@ import re
 from collections.abc import Iterator
 
 import pytest
+import pytest_asyncio
 
 from chatapp.app import create_app
 from chatapp.config import Config, build_config
 
 from . import figures
+from .browser import chromium_browser, fresh_app
 from .client import Client
 from .support import RedisServer
 
@@ -125,6 +127,49 @@ async def people():
     yield make
     for person in made:
         await person.close()
+
+
+# -- the browser tests' fixtures: one Chromium for the run, one app per module --------
+# Browser tests run on the session's event loop, the one the shared Chromium lives
+# on: their modules are marked `pytest.mark.asyncio(loop_scope="session")`.
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def chromium():
+    """One headless Chromium for the run (launching one takes about a second)."""
+    async with chromium_browser() as browser:
+        yield browser
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def browser(chromium):
+    """The shared Chromium; every context a test opened is closed after it, so no page
+    of one test keeps polling or holding a socket during the next."""
+    yield chromium
+    for context in list(chromium.contexts):
+        await context.close()
+
+
+@pytest.fixture(scope="module")
+def app(redis_server):
+    """One app process for a module of browser tests (tests use names of their own)."""
+    process = fresh_app(redis_server)
+    yield process
+    process.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def bots(app):
+    """bots(name, base=app.url): a signed-in Client outside the browser, closed after."""
+    made: list[Client] = []
+
+    async def make(name: str, base: str | None = None) -> Client:
+        made.append(Client(base or app.url, name))
+        return await made[-1].sign_in()
+
+    yield make
+    for bot in made:
+        await bot.close()
 
 
 _rooms = itertools.count(1)

@@ -11,68 +11,25 @@ from __future__ import annotations
 import json
 
 import pytest
-import pytest_asyncio
 
 from .browser import (
+    APP_ENV,
     DESKTOP,
     PHONE,
     SCREENSHOTS,
-    chromium_browser,
     new_person,
     screenshot,
     tab_to,
 )
-from .client import PASSWORD, Client
+from .client import PASSWORD
 from .support import AppProcess, free_port, until
 
 # The tests run on the session's event loop, the one the shared Chromium lives on.
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
-APP_ENV = {"CHATAPP_CHAT_RATE_LIMIT_MESSAGES": "100000", "CHATAPP_SERVER_ACCESS_LOG": "false"}
 POLL_MS = 4000  # static/js/rooms.js: how often the room list asks /api/rooms
 MINE_GREEN = "rgb(216, 245, 200)"
 THEIRS_BLUE = "rgb(219, 234, 254)"
-
-
-@pytest.fixture(scope="module")
-def app(redis_server):
-    """One app process for the module (tests use names of their own)."""
-    client = redis_server.client()
-    client.flushall()
-    client.close()
-    process = AppProcess(redis_server.url, **APP_ENV).start()
-    yield process
-    process.stop()
-
-
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def chromium():
-    """One headless Chromium for the run (launching one takes about a second)."""
-    async with chromium_browser() as chromium:
-        yield chromium
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def browser(chromium):
-    """The shared Chromium; every context a test opened is closed after it, so no page
-    of one test keeps polling or holding a socket during the next."""
-    yield chromium
-    for context in list(chromium.contexts):
-        await context.close()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def bots(app):
-    """bots(name, base=app.url): a signed-in Client outside the browser, closed after."""
-    made: list[Client] = []
-
-    async def make(name: str, base: str | None = None) -> Client:
-        made.append(Client(base or app.url, name))
-        return await made[-1].sign_in()
-
-    yield make
-    for bot in made:
-        await bot.close()
 
 
 # Counts every <img> element ever added to the document, the parser's included.

@@ -11,36 +11,14 @@ import pytest
 from .browser import (
     DESKTOP,
     PASSWORD,
-    chromium_browser,
     new_person,
     screenshot,
     tab_to,
 )
-from .support import AppProcess
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
 NEW_PASSWORD = "Another-Pass-77"
-APP_ENV = {
-    "CHATAPP_SERVER_ACCESS_LOG": "false",
-    "CHATAPP_ACCOUNTS_REGISTRATIONS_PER_ADDRESS": "1000",
-}
-
-
-@pytest.fixture(scope="module")
-def app(redis_server):
-    client = redis_server.client()
-    client.flushall()
-    client.close()
-    process = AppProcess(redis_server.url, **APP_ENV).start()
-    yield process
-    process.stop()
-
-
-@pytest.fixture
-async def browser():
-    async with chromium_browser() as chromium:
-        yield chromium
 
 
 async def test_change_password_with_the_keyboard_signs_the_other_browser_out(app, browser):

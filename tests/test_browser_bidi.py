@@ -10,32 +10,15 @@ from __future__ import annotations
 
 import pytest
 
-from .browser import chromium_browser, new_person
+from .browser import new_person
 from .client import Client
-from .support import AppProcess
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
 RLO, RLI, ZWSP = "\u202e", "\u2067", "\u200b"
 # An unterminated override, an unterminated isolate and a zero-width space,
 # around text that an override shows backwards ("evil.exe" as "exe.live").
 PAYLOAD = f"{RLO}exe.live{RLI} said{ZWSP}"
-
-
-@pytest.fixture(scope="module")
-def app(redis_server):
-    client = redis_server.client()
-    client.flushall()
-    client.close()
-    process = AppProcess(redis_server.url, CHATAPP_SERVER_ACCESS_LOG="false").start()
-    yield process
-    process.stop()
-
-
-@pytest.fixture
-async def browser():
-    async with chromium_browser() as chromium:
-        yield chromium
 
 
 # What the reader sees of one message, by position on screen, and whether each

@@ -10,26 +10,19 @@ test-artifacts/screenshots/ (conversations-*.png).
 from __future__ import annotations
 
 import pytest
-import pytest_asyncio
 
 from .browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     DESKTOP,
     PHONE,
     SCREENSHOTS,
     new_person,
-    require_browser,
     screenshot,
     tab_to,
 )
-from .client import Client
-from .support import AppProcess
 from .test_browser import A11Y_JS, CONTRAST_JS, COUNT_IMAGES_JS, unexpected
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
-APP_ENV = {"CHATAPP_CHAT_RATE_LIMIT_MESSAGES": "100000", "CHATAPP_SERVER_ACCESS_LOG": "false"}
 
 # Records every browser notification instead of showing it (and every request
 # for permission): window.__notes, window.__asked.
@@ -63,48 +56,6 @@ HIDE_PAGE_JS = """
   document.dispatchEvent(new Event('visibilitychange'));
 }
 """
-
-
-@pytest.fixture(scope="module")
-def app(redis_server):
-    client = redis_server.client()
-    client.flushall()
-    client.close()
-    process = AppProcess(redis_server.url, **APP_ENV).start()
-    yield process
-    process.stop()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def chromium():
-    """One headless Chromium for this module."""
-    require_browser()
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def browser(chromium):
-    yield chromium
-    for context in list(chromium.contexts):
-        await context.close()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def bots(app):
-    made: list[Client] = []
-
-    async def make(name: str) -> Client:
-        made.append(Client(app.url, name))
-        return await made[-1].sign_in()
-
-    yield make
-    for bot in made:
-        await bot.close()
 
 
 def entry(conversation: str) -> str:

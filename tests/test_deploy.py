@@ -21,11 +21,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-import pytest_asyncio
 
 from chatapp.config import load_config
 
-from .browser import DESKTOP, BrowserPerson, chromium_browser
+from .browser import DESKTOP, BrowserPerson
 from .client import Client
 from .deploy_support import (
     PRODUCTION_CONFIG,
@@ -141,18 +140,7 @@ def deploy(redis_url, tmp_path):
 # -- browsers ---------------------------------------------------------------------------
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def chromium():
-    async with chromium_browser() as chromium:
-        yield chromium
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def browser(chromium):
-    """The module's Chromium; each context a test opened is closed after it."""
-    yield chromium
-    for context in list(chromium.contexts):
-        await context.close()
+# (`browser` is the run's shared Chromium, from tests/conftest.py.)
 
 
 async def person(browser, base: str, name: str) -> BrowserPerson:
