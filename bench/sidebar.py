@@ -53,7 +53,7 @@ class Socket:
         loop = asyncio.get_running_loop()
         self.history = loop.create_future()
         headers = {"Origin": target.origin, "Cookie": cookie}
-        url = target.ws_url(self.room)
+        url = target.ws_url(self.room) + "?sidebar=1"  # as the page's socket asks
         self.ws = await wsclient.connect(url, headers, self.on_text, self.on_close)
         await asyncio.wait_for(self.history, 30)
 

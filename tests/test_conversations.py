@@ -167,7 +167,11 @@ async def test_unread_mentions_notify_and_read_markers_across_workers(apps):
 async def test_a_direct_message_notifies_and_its_sidebar_follows_live(apps):
     one, two = apps
     async with Client(one.url, "dl_alice") as alice, Client(one.url, "dl_bob") as bob:
-        elsewhere = await bob.enter("dl_lobby", base=two.url)
+        # A page with a sidebar asks for it (?sidebar=1); a socket that shows one
+        # conversation only (a bot, a load generator) does not.
+        elsewhere = await bob.join_path("/ws/chat/dl_lobby/?sidebar=1", base=two.url)
+        await elsewhere.next("history")
+        plain = await bob.enter("dl_hall", base=two.url)
         chat = await alice.join_path("/ws/dm/dl_bob/")
         await chat.next("history")
         first = await chat.say("are you there?")
@@ -183,6 +187,9 @@ async def test_a_direct_message_notifies_and_its_sidebar_follows_live(apps):
             "id": second["id"],
             "username": "dl_alice",
         }
+        # The plain socket got the notifies (a DM always notifies), never activity.
+        await plain.until(lambda f: f["type"] == "notify" and f["message"]["id"] == second["id"])
+        assert "activity" not in [f["type"] for f in plain.seen]
 
 
 async def test_a_direct_message_with_a_disabled_account_is_refused(apps, redis_server):

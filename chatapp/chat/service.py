@@ -92,6 +92,7 @@ class ChatService:
         self._rooms_per_hour = chat.rooms_per_hour
         self._sockets_of: Counter[str] = Counter()  # lower-case username -> open sockets
         self._counted: set[Connection] = set()
+        self._sidebars: set[Connection] = set()  # sockets whose page shows a sidebar
         self.rooms = LocalRooms(
             self.hub,
             self.broker,
@@ -141,10 +142,15 @@ class ChatService:
     # -- joining and leaving -------------------------------------------------------
 
     async def join(
-        self, conn: Connection, after: int | None, conversation: Conversation | None = None
+        self,
+        conn: Connection,
+        after: int | None,
+        conversation: Conversation | None = None,
+        *,
+        sidebar: bool = False,
     ) -> None:
         """Start the socket on its conversation (history, then live), record presence,
-        then follow the person's other conversations for their sidebar.
+        then (`sidebar`) follow the person's other conversations for their sidebar.
 
         `conversation`: what the handshake found the socket may read (default:
         a public room). Raise Refused past a quota: too many sockets of one
@@ -172,7 +178,9 @@ class ChatService:
             self.directory.touch(pipe, conn.room)
             pipe.zadd(Keys.user_conversations(user), {conn.room: time.time()}, nx=True)
         await self.presence.join(conn.room, conn.username, pipe)
-        self._spawn(self._follow_sidebar(conn))
+        if sidebar:
+            self._sidebars.add(conn)
+            self._spawn(self._follow_sidebar(conn))
 
     async def _follow_sidebar(self, conn: Connection) -> None:
         """Watch the person's other conversations, so their sidebar counts move live."""
@@ -201,6 +209,7 @@ class ChatService:
         return name
 
     async def leave(self, conn: Connection) -> None:
+        self._sidebars.discard(conn)
         if conn in self._counted:
             self._counted.discard(conn)
             user = conn.username.lower()
@@ -302,7 +311,8 @@ class ChatService:
         for conn in self.hub.connections_of(event.username):
             if conn.room == event.conversation:
                 continue
-            if event.watch:  # follow it first: what comes after the frame is not missed
+            if event.watch and conn in self._sidebars:
+                # Follow it first: what comes after the frame is not missed.
                 self._spawn(self._watch_then_send(conn, event))
             else:
                 conn.send_now(event.frame)

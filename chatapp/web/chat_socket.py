@@ -58,9 +58,13 @@ def origin_allowed(
     )
 
 
-def _parse_after(request: web.Request) -> int | None:
+def _query(request: web.Request) -> dict[str, list[str]]:
     # From the URL, not `request.query`, which is cached on the request.
-    raw = parse_qs(request.rel_url.raw_query_string).get("after", [None])[0]
+    return parse_qs(request.rel_url.raw_query_string)
+
+
+def _parse_after(query: dict[str, list[str]]) -> int | None:
+    raw = query.get("after", [None])[0]
     if raw is None or raw == "":
         return None
     after = whole_number(raw)
@@ -124,7 +128,12 @@ async def _socket(request: web.Request, target: str, direct: bool) -> web.WebSoc
     ):
         log.warning("refused socket from origin %r", request.headers.get("Origin"))
         raise web.HTTPForbidden(text="Origin not allowed.")
-    after = _parse_after(request)
+    query = _query(request)
+    after = _parse_after(query)
+    # `?sidebar=1`: this socket's page shows the person's conversations, so it
+    # follows them (an `activity` frame per message elsewhere). Opt-in: a socket
+    # that shows one conversation costs nothing per message of the others.
+    sidebar = query.get("sidebar", [""])[0] == "1"
     problem = upgrade_problem(request)
     if problem:  # aiohttp would answer 400 without a word in the log
         log.warning("refused socket to %r: %s", room, problem)
@@ -151,7 +160,7 @@ async def _socket(request: web.Request, target: str, direct: bool) -> web.WebSoc
     )
     max_length = limits.max_message_length
     try:
-        await chat.join(conn, after, conversation)
+        await chat.join(conn, after, conversation, sidebar=sidebar)
         # The read loop is inline (not a helper coroutine): every frame on a
         # socket's stack is held for as long as the socket is open.
         async for msg in ws:

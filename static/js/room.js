@@ -253,8 +253,10 @@ function setHelp(text, isError = false, reason = "") {
 
 function url() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const after = lastId > 0 ? `?after=${lastId}` : "";
-  return `${scheme}://${location.host}${socketPath}${after}`;
+  // sidebar=1: this page shows the person's conversations, so the socket
+  // follows them (activity frames for messages elsewhere).
+  const after = lastId > 0 ? `&after=${lastId}` : "";
+  return `${scheme}://${location.host}${socketPath}?sidebar=1${after}`;
 }
 
 function connect() {
