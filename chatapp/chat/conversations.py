@@ -176,6 +176,24 @@ class Conversations:
             return Conversation(name, "private", (meta[1] or b"").decode())
         return Conversation(name, "room")
 
+    async def find_readable(self, typed: str, username: str) -> Conversation | None:
+        """The room `typed` names in any letter case, if `username` may read it.
+
+        One round trip when the name is typed as it was created (the usual case):
+        its first casing, its kind and the membership are asked together.
+        """
+        me = username.lower()
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hget(Keys.room_names, typed.lower())
+        pipe.hmget(Keys.room_meta(typed), "kind", "owner")
+        pipe.sismember(Keys.room_access(typed), me)
+        known, (kind, owner), member = await pipe.execute()
+        if known is not None and known.decode() != typed:
+            return await self.readable(known.decode(), username)
+        if kind != b"private":
+            return Conversation(typed, "room")
+        return Conversation(typed, "private", (owner or b"").decode()) if member else None
+
     async def readable(self, name: str, username: str) -> Conversation | None:
         """The conversation if `username` may read it, else None (it "does not exist")."""
         conversation = await self.get(name)

@@ -91,7 +91,9 @@ class ChatService:
         self._max_sockets = chat.max_sockets_per_user
         self._rooms_per_hour = chat.rooms_per_hour
         self._sockets_of: Counter[str] = Counter()  # lower-case username -> open sockets
-        self._counted: set[Connection] = set()
+        # Sockets refused past the per-person quota: never counted (rare, so this set
+        # is small, unlike a set of every counted socket).
+        self._refused: set[Connection] = set()
         self._sidebars: set[Connection] = set()  # sockets whose page shows a sidebar
         self.rooms = LocalRooms(
             self.hub,
@@ -160,13 +162,13 @@ class ChatService:
         conversation = conversation or Conversation(conn.room, "room")
         user = conn.username.lower()
         if self._sockets_of[user] >= self._max_sockets:
+            self._refused.add(conn)
             raise Refused(
                 "too_many_sockets",
                 f"You already have {self._max_sockets} chat connections open here, "
                 "the most allowed: close some tabs and reload.",
             )
         self._sockets_of[user] += 1
-        self._counted.add(conn)
         public = conversation.kind == "room"
         if public and not self.hub.has_room(conn.room):  # else it surely exists, named so
             conn.room = await self._existing_or_new(conn.room, conn.username)
@@ -191,27 +193,32 @@ class ChatService:
             log.warning("sidebar of %s not followed: %s", conn.username, exc)
 
     async def _existing_or_new(self, room: str, username: str) -> str:
-        """The room's name in its first casing; a new room is created on `username`'s quota."""
-        known = await self.directory.canonical(room)
-        name = known or room
+        """The room, created now on `username`'s quota if it does not exist yet.
+
+        `room` is already the room's first casing when it has one (the handshake
+        looked it up); a room created now claims its casing, and if another
+        casing won a race meanwhile, that room is the one.
+        """
         try:
-            created = await self.directory.admit(name, username)
+            created = await self.directory.admit(room, username)
         except RoomQuotaReached:
             raise Refused(
                 "room_quota",
                 f"You have reached the limit of {self._rooms_per_hour} new rooms per hour: "
                 "join an existing room, or try again later.",
             ) from None
-        if known is None:
+        if created:
             name = await self.directory.claim(room)
-            if name != room and created:  # another casing came first: that is the room
+            if name != room:  # another casing came first: that is the room
                 await self.directory.discard_new(room)
-        return name
+                return name
+        return room
 
     async def leave(self, conn: Connection) -> None:
         self._sidebars.discard(conn)
-        if conn in self._counted:
-            self._counted.discard(conn)
+        if conn in self._refused:
+            self._refused.discard(conn)
+        else:
             user = conn.username.lower()
             self._sockets_of[user] -= 1
             if self._sockets_of[user] <= 0:

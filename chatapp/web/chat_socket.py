@@ -73,16 +73,6 @@ def _parse_after(query: dict[str, list[str]]) -> int | None:
     return after
 
 
-@routes.get("/ws/chat/{room}/", name=SOCKET_ROUTE)
-async def chat_socket(request: web.Request) -> web.WebSocketResponse:
-    return await _socket(request, request.match_info["room"], direct=False)
-
-
-@routes.get("/ws/dm/{username}/", name=DM_SOCKET_ROUTE)
-async def dm_socket(request: web.Request) -> web.WebSocketResponse:
-    return await _socket(request, request.match_info["username"], direct=True)
-
-
 async def _conversation(
     request: web.Request, target: str, username: str, direct: bool
 ) -> Conversation:
@@ -100,14 +90,19 @@ async def _conversation(
         return Conversation(dm_name(username, peer.username), "dm")
     if not ROOM_RE.fullmatch(target):
         raise web.HTTPNotFound(text="No such room: room names are letters, digits and _.")
-    name = await chat.directory.canonical(target) or target
-    conversation = await chat.conversations.readable(name, username)
+    conversation = await chat.conversations.find_readable(target, username)
     if conversation is None:  # a private room of others: it does not exist for them
         raise web.HTTPNotFound(text="No such room.")
     return conversation
 
 
-async def _socket(request: web.Request, target: str, direct: bool) -> web.WebSocketResponse:
+# One handler, and no helper coroutine around its read loop: every frame on a
+# socket's stack, and every local in it, is held for as long as the socket is open.
+@routes.get("/ws/dm/{username}/", name=DM_SOCKET_ROUTE)
+@routes.get("/ws/chat/{room}/", name=SOCKET_ROUTE)
+async def chat_socket(request: web.Request) -> web.WebSocketResponse:
+    direct = "username" in request.match_info
+    target = request.match_info["username"] if direct else request.match_info["room"]
     room = target
     # Who asks comes first: anyone not logged in gets 403, whatever the room.
     try:
@@ -161,6 +156,7 @@ async def _socket(request: web.Request, target: str, direct: bool) -> web.WebSoc
     max_length = limits.max_message_length
     try:
         await chat.join(conn, after, conversation, sidebar=sidebar)
+        who = conversation = query = None  # not kept for the socket's life
         # The read loop is inline (not a helper coroutine): every frame on a
         # socket's stack is held for as long as the socket is open.
         async for msg in ws:
