@@ -49,9 +49,13 @@ async def test_private_room_is_invisible_to_others_until_they_are_added(apps):
         assert "pr_secret" not in (await guest.get("/chat/")).body
         listed = await guest.json("/api/conversations")
         assert "pr_secret" not in [c["conversation"] for c in listed["conversations"]]
-        # The name is taken for everyone, in any letter case.
+        # The name is taken for everyone, in any letter case; no answer tells a
+        # stranger how the room is spelled.
         again = await other.submit("/chat/", {"room": "PR_SECRET", "private": "1"})
-        assert again.status == 400
+        assert again.status == 400 and "pr_secret" not in again.text
+        assert (await guest.get("/chat/PR_Secret/")).status == 404  # not a redirect to it
+        entered = await guest.submit("/chat/", {"room": "Pr_Secret"})
+        assert entered.location == "/chat/Pr_Secret/"
 
         added = await owner.submit("/chat/pr_secret/members/", {"username": "pr_guest"})
         assert added.status == 302

@@ -32,30 +32,9 @@ import redis.asyncio as aioredis
 
 from chatapp.names import USERNAME_RE
 from chatapp.store.keys import Keys
+from chatapp.store.windows import WindowCounters
 
 REGISTRATION_WINDOW = 3600
-
-# KEYS[1]: a counter; ARGV: limit, window (s). Take a place if one is left:
-# returns the count after, or minus the seconds until the window ends.
-_TAKE = """
-local n = tonumber(redis.call('GET', KEYS[1]) or '0')
-if n >= tonumber(ARGV[1]) then
-  local ttl = redis.call('TTL', KEYS[1])
-  if ttl < 1 then ttl = tonumber(ARGV[2]) end
-  return -ttl
-end
-n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
-return n
-"""
-
-# KEYS[1]: a counter. Give a place back, if the window still exists.
-_GIVE_BACK = """
-if redis.call('EXISTS', KEYS[1]) == 1 and tonumber(redis.call('GET', KEYS[1])) > 0 then
-  return redis.call('DECR', KEYS[1])
-end
-return 0
-"""
 
 
 @dataclass(frozen=True)
@@ -107,8 +86,7 @@ class LoginThrottle:
         self._per_address = per_address
         self._per_user_total = per_user_total
         self._registrations = registrations_per_address
-        self._take = redis.register_script(_TAKE)
-        self._give_back = redis.register_script(_GIVE_BACK)
+        self._counters = WindowCounters(redis)
 
     def _login_limits(self, username: str, address: str) -> list[tuple[str, int]]:
         name, place = name_part(username), address_part(address)
@@ -122,10 +100,10 @@ class LoginThrottle:
         """Count a sign-in attempt before its password is checked; refused past a limit."""
         taken: list[str] = []
         for key, limit in self._login_limits(username, address):
-            result = int(await self._take(keys=[key], args=[limit, self._window]))
+            result = await self._counters.take(key, limit, self._window)
             if result < 0:
                 for earlier in taken:  # a refused attempt takes no place anywhere
-                    await self._give_back(keys=[earlier])
+                    await self._counters.give_back(earlier)
                 return Verdict(allowed=False, retry_after=-result)
             taken.append(key)
         return Verdict(allowed=True)
@@ -135,10 +113,10 @@ class LoginThrottle:
         (pair, _), *others = self._login_limits(username, address)
         await self._redis.delete(pair)
         for key, _ in others:
-            await self._give_back(keys=[key])
+            await self._counters.give_back(key)
 
     async def registration(self, address: str) -> Verdict:
         """Count a registration from `address`; refused past the hourly limit."""
         key = Keys.registrations_address(address_part(address))
-        result = int(await self._take(keys=[key], args=[self._registrations, REGISTRATION_WINDOW]))
+        result = await self._counters.take(key, self._registrations, REGISTRATION_WINDOW)
         return Verdict(allowed=result >= 0, retry_after=max(0, -result))

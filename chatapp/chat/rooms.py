@@ -8,6 +8,7 @@ removes every key. The directory (`Keys.rooms`) scores rooms by last activity.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -17,20 +18,9 @@ from chatapp.chat import presence
 from chatapp.chat.conversations import DM_RE
 from chatapp.names import ROOM_RE
 from chatapp.store.keys import Keys
+from chatapp.store.windows import WindowCounters
 
-# KEYS: the room's seq, the creator's hourly counter; ARGV: quota.
-# Returns 1: the room exists; 2: created now; 0: refused (quota reached).
-_ADMIT = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
-local made = redis.call('INCR', KEYS[2])
-if made == 1 then redis.call('EXPIRE', KEYS[2], 3600) end
-if made > tonumber(ARGV[1]) then
-  redis.call('DECR', KEYS[2])
-  return 0
-end
-redis.call('SET', KEYS[1], 0)
-return 2
-"""
+QUOTA_WINDOW = 3600  # chat.rooms_per_hour counts rooms created in this many seconds
 
 
 class RoomQuotaReached(Exception):
@@ -63,7 +53,8 @@ class RoomDirectory:
         self._redis = redis
         self._empty_room_ttl = empty_room_ttl
         self._rooms_per_hour = rooms_per_hour
-        self._admit = redis.register_script(_ADMIT)
+        self._counters = WindowCounters(redis)
+        self._admitting: dict[str, asyncio.Future[bool]] = {}  # room -> its creation in flight
 
     async def canonical(self, room: str) -> str | None:
         """The name of the room `room` names in any letter case, or None if none does."""
@@ -95,30 +86,52 @@ class RoomDirectory:
         """Make sure `room` exists, creating it on `username`'s hourly quota.
 
         Return True if it was created now; raise RoomQuotaReached (nothing
-        created) if it did not exist and the person's quota is spent.
+        created) if it did not exist and the person's quota is spent. Each
+        step touches one key (the room's, or the person's counter). Joins of
+        one new room that arrive together on this worker wait for the first
+        one's answer instead of each counting a creation.
         """
-        result = await self._admit(
-            keys=[Keys.room_seq(room), Keys.rooms_created(username)], args=[self._rooms_per_hour]
-        )
-        if result == 0:
+        pending = self._admitting.get(room)
+        if pending is not None:
+            try:
+                await asyncio.shield(pending)
+                return False  # created (or found) by the join before this one
+            except RoomQuotaReached:
+                pass  # that person's quota was spent; this one may still create it
+        task = asyncio.ensure_future(self._admit(room, username))
+        self._admitting[room] = task
+        try:
+            return await asyncio.shield(task)
+        finally:
+            if self._admitting.get(room) is task:
+                del self._admitting[room]
+
+    async def _admit(self, room: str, username: str) -> bool:
+        if await self._redis.exists(Keys.room_seq(room)):
+            return False
+        if not await self.take_creation(username):
             raise RoomQuotaReached(room)
-        return result == 2
+        if not await self._redis.set(Keys.room_seq(room), 0, nx=True):
+            await self.give_back_creation(username)  # another worker created it meanwhile
+            return False
+        return True
+
+    async def take_creation(self, username: str) -> bool:
+        """Count a room `username` creates on their hourly quota; False if it is spent."""
+        key = Keys.rooms_created(username)
+        return await self._counters.take(key, self._rooms_per_hour, QUOTA_WINDOW) > 0
+
+    async def give_back_creation(self, username: str) -> None:
+        """A creation counted on the quota did not happen after all."""
+        await self._counters.give_back(Keys.rooms_created(username))
 
     async def discard_new(self, room: str) -> None:
         """Undo `admit` of a room created a moment ago under a casing another took first."""
         await self._redis.delete(Keys.room_seq(room))
 
-    async def note_created(self, username: str) -> None:
-        """Count a room created outside `admit` (a private room) on the hourly quota."""
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.incr(Keys.rooms_created(username))
-        pipe.expire(Keys.rooms_created(username), 3600, nx=True)
-        await pipe.execute()
-
     async def can_create(self, username: str) -> bool:
         """Whether `username` may still create a room this hour (for forms)."""
-        made = await self._redis.get(Keys.rooms_created(username))
-        return int(made or 0) < self._rooms_per_hour
+        return await self._counters.taken(Keys.rooms_created(username)) < self._rooms_per_hour
 
     @staticmethod
     def touch(pipe: aioredis.client.Pipeline, room: str) -> None:

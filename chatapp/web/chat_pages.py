@@ -98,23 +98,32 @@ async def enter_room(request: web.Request) -> web.Response:
         context = {"errors": {"room": [problem]}, "room_name": name, "private": private}
         return _rooms_page(request, status=status, **context)
 
+    quota = request.app[config_key].chat.rooms_per_hour
+    over_quota = (
+        f"You have reached the limit of {quota} new rooms per hour: "
+        "join an existing room, or try again later."
+    )
     if known is None and not await directory.can_create(me):
-        quota = request.app[config_key].chat.rooms_per_hour
-        return await refuse(
-            429,
-            f"You have reached the limit of {quota} new rooms per hour: "
-            "join an existing room, or try again later.",
-        )
+        return await refuse(429, over_quota)
+    conversations = request.app[chat_key].conversations
     if private:
-        taken = f"A room named {known or name} exists already: choose another name."
+        # Names are unique across kinds; the answer names the room as typed, so
+        # it does not tell how a private room of others is spelled.
+        taken = f"A room named {name} exists already: choose another name."
         if known is not None or await directory.claim(name) != name:
             return await refuse(400, taken)
+        if not await directory.take_creation(me):
+            return await refuse(429, over_quota)
         try:
-            await request.app[chat_key].conversations.create_private(name, me)
+            await conversations.create_private(name, me)
         except NameTaken:
+            await directory.give_back_creation(me)
             return await refuse(400, taken)
-        await directory.note_created(me)
-    raise web.HTTPFound(f"/chat/{known or name}/")
+        raise web.HTTPFound(f"/chat/{name}/")
+    # To the room as first spelled, if this person may read it; a private room
+    # of others gets the name as typed (its page answers 404, as for any stranger).
+    readable = await conversations.find_readable(name, me) if known else None
+    raise web.HTTPFound(f"/chat/{readable.name if readable else name}/")
 
 
 @routes.get("/chat/{room}/")
@@ -122,12 +131,13 @@ async def room_page(request: web.Request) -> web.Response:
     name = request.match_info["room"]
     if not ROOM_RE.fullmatch(name):
         raise web.HTTPNotFound(text=f"There is no room here: room names are {ROOM_RULE}")
-    known = await request.app[rooms_key].canonical(name)
-    if known is not None and known != name:  # names are unique regardless of case
-        raise web.HTTPFound(
-            f"/chat/{known}/" + (f"?{request.query_string}" if request.query_string else "")
-        )
-    conversation = await readable_room(request, name)
+    me = request[user_key].username
+    conversation = await request.app[chat_key].conversations.find_readable(name, me)
+    if conversation is None:  # a private room of others: none to them, in any casing
+        raise web.HTTPNotFound(text="There is no room here.")
+    if conversation.name != name:  # names are unique regardless of case
+        query = f"?{request.query_string}" if request.query_string else ""
+        raise web.HTTPFound(f"/chat/{conversation.name}/{query}")
     return await conversation_page(request, conversation, title=name)
 
 
