@@ -7,22 +7,26 @@ export const MENTION_RE = /(?<![\w@])@([A-Za-z_][A-Za-z0-9_]{0,31})(?!\w)/g;
 // (`me`) marked strongly.
 export function mentionNodes(text, me) {
   const nodes = [];
-  const mine = (me || "").toLowerCase();
   let at = 0;
   for (const match of text.matchAll(MENTION_RE)) {
     if (match.index > at) nodes.push(document.createTextNode(text.slice(at, match.index)));
-    const mark = document.createElement("mark");
-    mark.className = "mention";
-    if (match[1].toLowerCase() === mine) {
-      mark.classList.add("mention-me");
-      mark.title = "Mentions you";
-    }
-    mark.textContent = match[0];
-    nodes.push(mark);
+    nodes.push(mentionMark(match[0], me));
     at = match.index + match[0].length;
   }
   if (at < text.length || !nodes.length) nodes.push(document.createTextNode(text.slice(at)));
   return nodes;
+}
+
+// One mention ("@name"), marked; strongly when it names the reader.
+export function mentionMark(mention, me) {
+  const mark = document.createElement("mark");
+  mark.className = "mention";
+  if (mention.slice(1).toLowerCase() === (me || "").toLowerCase()) {
+    mark.classList.add("mention-me");
+    mark.title = "Mentions you";
+  }
+  mark.textContent = mention;
+  return mark;
 }
 
 export function mentionsMe(text, me) {
