@@ -11,9 +11,27 @@
 //
 // Sending: a message goes out with a client_id and the text stays in the input
 // until the server echoes that client_id; an error frame (or a drop) that
-// leaves it unconfirmed keeps the text and says why.
-import { mentionNodes, mentionsMe } from "./mentions.js";
+// leaves it unconfirmed keeps the text and says why. An edit is confirmed by
+// the `update` that carries its text.
+//
+// Message actions (reply, edit, delete, react): the page keeps each shown
+// message's present state and the conversation's highest `rev` seen; an
+// `update` frame re-renders its message in place (only when its rev is newer:
+// updates may repeat), and a reconnect resumes with ?after=<id>&rev=<rev>, so
+// the history frame's `updates` bring every change missed meanwhile.
+// Message text is rendered by markdown.js (DOM nodes, never HTML).
+import {
+  closePopup,
+  confirmDelete,
+  initLogKeys,
+  openMenu,
+  openPicker,
+  popupIn,
+  prepareMessage,
+} from "./actions.js";
+import { renderMarkdown } from "./markdown.js";
 import { storeNotice } from "./notice.js";
+import { typingIndicator, typingSender } from "./typing.js";
 
 const $ = (id) => document.getElementById(id);
 const root = $("room");
@@ -33,7 +51,12 @@ const pill = $("new-pill");
 const presenceList = $("presence");
 const presenceCount = $("presence-count");
 const presenceEmpty = $("presence-empty");
+const context = $("composer-context");
+const contextText = $("composer-context-text");
+const contextCancel = $("composer-cancel");
 const maxLength = Number(root.dataset.maxLength) || 4000;
+// Superuser, or the owner of this private room: may delete anyone's message.
+const canModerate = root.dataset.canModerate === "1";
 // Lengths in code points, as the server counts them: an emoji is one
 // character here, not the two UTF-16 units `text.length` would count.
 const length = (text) => [...text].length;
@@ -45,6 +68,7 @@ const BACKOFF_MAX_MS = 10000;
 const OFFLINE_AFTER_ATTEMPTS = 6; // then the status says offline (still retrying)
 const CONFIRM_TIMEOUT_MS = 10000;
 const REFUSED_AFTER = 2; // handshakes in a row the server says it refuses for this origin
+const QUOTE_CHARS = 100; // a reply's quote of its original: the first line, cut here
 
 let lastId = 0;
 let socket = null;
@@ -52,10 +76,15 @@ let attempt = 0;
 let retryTimer = null;
 let stopped = false; // leaving the page, or closed for policy
 let state = "connecting";
-let pending = null; // {clientId, text, timer}: sent, not yet echoed
-let stale = null; // the last message that was not confirmed in time (it may still come)
+let pending = null; // {kind: "message"|"edit", clientId | id, text, timer}: sent, not yet confirmed
+let stale = null; // the last one that was not confirmed in time (it may still come)
 let unseen = 0;
 let refusals = 0; // failed handshakes in a row that /api/socket-check says were refused
+let rev = Number(root.dataset.rev) || 0; // the highest change number seen
+let mode = null; // the composer: null, {kind: "reply", id} or {kind: "edit", id, draft}
+const shown = new Map(); // id -> the message's present state, as last rendered
+const reactionOrder = new Map(); // id -> its emoji in the order this page first saw them
+const isMine = (m) => m.username.toLowerCase() === me.toLowerCase();
 
 // -- rendering -------------------------------------------------------------------
 
@@ -80,9 +109,23 @@ function lastMessage() {
   return items.length ? items[items.length - 1] : null;
 }
 
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// The first line with text, cut at QUOTE_CHARS characters.
+function firstLine(text) {
+  const line = (text.split("\n").find((l) => l.trim()) || "").trim();
+  const chars = [...line];
+  return chars.length > QUOTE_CHARS ? `${chars.slice(0, QUOTE_CHARS).join("")}…` : line;
+}
+
 function renderMessage(m) {
   const li = document.createElement("li");
-  li.className = "msg" + (m.username === me ? " mine" : "");
+  li.className = "msg" + (isMine(m) ? " mine" : "");
   li.dataset.id = String(m.id);
   li.dataset.user = m.username;
   li.dataset.ts = String(m.ts);
@@ -95,18 +138,192 @@ function renderMessage(m) {
   ) {
     li.classList.add("grouped");
   }
-  const meta = document.createElement("div");
-  meta.className = "meta";
-  const author = document.createElement("span");
-  author.className = "author";
-  author.textContent = m.username;
-  meta.append(author, " ", timeElement(m.ts));
-  const bubble = document.createElement("div");
-  bubble.className = "bubble";
-  bubble.append(...mentionNodes(m.text, me)); // text nodes and <mark>s, never HTML
-  if (m.username !== me && mentionsMe(m.text, me)) li.classList.add("mentions-me");
-  li.append(meta, bubble);
+  fillMessage(li, m);
   return li;
+}
+
+// (Re)build what a message shows from its present state: author and time, the
+// quote of the message it answers, the text (or the tombstone), the actions
+// button, "(edited)", the reactions.
+function fillMessage(li, m) {
+  shown.set(m.id, m);
+  const meta = el("div", "meta");
+  meta.append(el("span", "author", m.username), " ", timeElement(m.ts));
+  const parts = [meta];
+  if (m.reply_to && !m.deleted) parts.push(replyQuote(m.reply_to));
+  const row = el("div", "msg-row");
+  const bubble = el("div", "bubble");
+  row.append(bubble);
+  if (m.deleted) {
+    // The tombstone keeps its place: ids stay visibly whole. Nothing to act on.
+    bubble.append(el("span", "tombstone", "message deleted"));
+  } else {
+    bubble.append(renderMarkdown(m.text, me)); // DOM nodes, never HTML
+    const button = el("button", "msg-actions", "⋯");
+    button.type = "button";
+    button.setAttribute("aria-label", "Message actions");
+    button.setAttribute("aria-haspopup", "menu");
+    button.setAttribute("aria-expanded", "false");
+    button.addEventListener("click", () => {
+      if (button.getAttribute("aria-expanded") === "true") closePopup();
+      else openMenuFor(li, button);
+    });
+    row.append(button);
+  }
+  parts.push(row);
+  const foot = footer(m);
+  if (foot) parts.push(foot);
+  li.replaceChildren(...parts);
+  li.classList.toggle("deleted", Boolean(m.deleted));
+  li.classList.toggle("mentions-me", !isMine(m) && bubble.querySelector("mark.mention-me") !== null);
+  prepareMessage(li);
+}
+
+// A reply's short quote of its original: a button to go there when it is on
+// the page; otherwise it says "an earlier message".
+function replyQuote(id) {
+  const original = shown.get(id);
+  if (!original) {
+    const missing = el("div", "reply-quote is-missing");
+    missing.dataset.replyTo = String(id);
+    missing.append(el("span", "reply-icon", "↪"), " Reply to an earlier message");
+    missing.firstChild.setAttribute("aria-hidden", "true");
+    return missing;
+  }
+  const quote = el("button", "reply-quote");
+  quote.type = "button";
+  quote.dataset.replyTo = String(id);
+  quote.title = "Go to the original message";
+  const icon = el("span", "reply-icon", "↪");
+  icon.setAttribute("aria-hidden", "true");
+  const text = original.deleted
+    ? el("span", "reply-text is-deleted", "message deleted")
+    : el("span", "reply-text", firstLine(original.text));
+  const author = el("bdi", "reply-author", original.username);
+  quote.append(icon, el("span", "sr-only", "In reply to "), author, ":", text);
+  quote.addEventListener("click", () => goToMessage(id));
+  return quote;
+}
+
+// "(edited)" with the time on hover, and the reaction chips.
+function footer(m) {
+  if (m.deleted) return null;
+  const chips = reactionChips(m);
+  if (!m.edited && !chips) return null;
+  const foot = el("div", "msg-foot");
+  if (m.edited) {
+    const when = dateTimeFormat.format(new Date(m.edited * 1000));
+    const mark = el("span", "edited-mark", "(edited)");
+    mark.title = `Edited ${when}`;
+    mark.append(el("span", "sr-only", ` ${when}`));
+    foot.append(mark);
+  }
+  if (chips) foot.append(chips);
+  return foot;
+}
+
+// The emoji of a message in a stable order: as this page first saw them (the
+// server's key order is arbitrary), newcomers by count.
+function orderedReactions(m) {
+  const reactions = m.reactions || {};
+  const present = Object.keys(reactions).filter((e) => reactions[e]?.length);
+  const order = (reactionOrder.get(m.id) || []).filter((e) => present.includes(e));
+  const fresh = present
+    .filter((e) => !order.includes(e))
+    .sort((a, b) => reactions[b].length - reactions[a].length || (a < b ? -1 : a > b ? 1 : 0));
+  order.push(...fresh);
+  reactionOrder.set(m.id, order);
+  return order;
+}
+
+function reactionChips(m) {
+  const order = orderedReactions(m);
+  if (!order.length) return null;
+  const group = el("div", "reactions");
+  group.setAttribute("role", "group");
+  group.setAttribute("aria-label", "Reactions");
+  for (const emoji of order) {
+    const names = m.reactions[emoji];
+    const who = `${emoji} ${names.join(", ")}`;
+    const chip = el("button", "reaction");
+    chip.type = "button";
+    chip.setAttribute("aria-pressed", String(names.some((n) => n.toLowerCase() === me.toLowerCase())));
+    chip.setAttribute("aria-label", who);
+    chip.title = who;
+    chip.dataset.who = who; // the tooltip on keyboard focus (app.css)
+    chip.append(el("span", "reaction-emoji", emoji), el("span", "reaction-count", String(names.length)));
+    chip.addEventListener("click", () => react(m.id, emoji));
+    group.append(chip);
+  }
+  return group;
+}
+
+function messageItem(id) {
+  return log.querySelector(`li.msg[data-id="${Number(id)}"]`);
+}
+
+// Scroll to a message on the page, focus it and light it up for a moment.
+function goToMessage(id) {
+  const li = messageItem(id);
+  if (!li) return;
+  li.scrollIntoView({ block: "center" });
+  li.classList.remove("is-highlighted");
+  void li.offsetWidth; // restart the animation
+  li.classList.add("is-highlighted");
+  li.addEventListener("animationend", () => li.classList.remove("is-highlighted"), { once: true });
+  li.focus({ preventScroll: true });
+}
+
+// Apply a message's new state (an `update`, or a resume's `updates`): only a
+// newer rev than the one shown, so a repeated update changes nothing.
+function applyUpdate(m) {
+  const old = shown.get(m.id);
+  if (!old || (old.rev != null && !(m.rev > old.rev))) return;
+  const li = messageItem(m.id);
+  if (!li) return;
+  if (popupIn(li)) closePopup({ restoreFocus: false });
+  const focus = li.contains(document.activeElement) ? focusKey(li, document.activeElement) : null;
+  fillMessage(li, m);
+  if (focus) (findFocusKey(li, focus) || li).focus({ preventScroll: true });
+  // Replies quoting it show its new first line (or that it was deleted).
+  for (const quote of log.querySelectorAll(`.reply-quote[data-reply-to="${Number(m.id)}"]`)) {
+    quote.replaceWith(replyQuote(m.id));
+  }
+  if (mode?.id === m.id) composerSawUpdate(m);
+}
+
+// What has focus in a message, said so that it can be found again after the
+// message is re-rendered: the message, a chip (by its emoji), or a control's class.
+function focusKey(li, active) {
+  if (active === li) return "item";
+  const chip = active.closest(".reaction");
+  if (chip) return `chip:${chip.querySelector(".reaction-emoji").textContent}`;
+  return active.classList[0] || "item";
+}
+
+function findFocusKey(li, key) {
+  if (key === "item") return li;
+  if (key.startsWith("chip:")) {
+    return [...li.querySelectorAll(".reaction")].find(
+      (chip) => `chip:${chip.querySelector(".reaction-emoji").textContent}` === key,
+    );
+  }
+  return li.getElementsByClassName(key)[0];
+}
+
+// Re-render without moving what the reader looks at: at the bottom it stays at
+// the bottom; otherwise the first message in view keeps its place.
+function keepScroll(change) {
+  if (nearBottom()) {
+    change();
+    log.scrollTop = log.scrollHeight;
+    return;
+  }
+  const top = log.getBoundingClientRect().top;
+  const anchor = [...log.querySelectorAll("li.msg")].find((li) => li.getBoundingClientRect().bottom > top);
+  const before = anchor?.getBoundingClientRect().top;
+  change();
+  if (anchor?.isConnected) log.scrollTop += anchor.getBoundingClientRect().top - before;
 }
 
 function nearBottom() {
@@ -132,9 +349,13 @@ function appendMessages(messages, { live }) {
   const follow = nearBottom();
   let added = 0;
   for (const m of messages) {
-    if (m.id <= lastId) continue; // already shown (a resume overlaps)
+    if (m.id <= lastId) {
+      applyUpdate(m); // already shown (a resume overlaps): only a newer state counts
+      continue;
+    }
     if (live && lastId > 0 && m.id > lastId + 1) return false;
     $("empty-log")?.remove();
+    typingIn.stopped(m.username);
     log.append(renderMessage(m));
     lastId = m.id;
     added += 1;
@@ -190,15 +411,22 @@ function showPresence(users) {
   presenceEmpty.hidden = users.length > 0;
 }
 
-// The server rendered the recent history (readable without JavaScript): give
-// those items the same shape as live ones (time, grouping).
+// The server rendered the recent history (readable without JavaScript), each
+// message's present state as data attributes and its text as plain text: read
+// them back and render them like live ones (time, grouping, formatting).
 function hydrate() {
   const items = [...log.querySelectorAll("li.msg")];
+  const number = (value) => (value ? Number(value) : undefined);
   const messages = items.map((li) => ({
     id: Number(li.dataset.id),
     username: li.dataset.user,
     ts: Number(li.dataset.ts),
-    text: li.querySelector(".bubble").textContent,
+    text: li.dataset.deleted ? "" : li.querySelector(".bubble").textContent,
+    reply_to: number(li.dataset.replyTo),
+    edited: number(li.dataset.edited),
+    deleted: li.dataset.deleted ? true : undefined,
+    rev: number(li.dataset.rev),
+    reactions: li.dataset.reactions ? JSON.parse(li.dataset.reactions) : undefined,
   }));
   items.forEach((li) => li.remove());
   // The "new messages" divider the server placed before the first unread one.
@@ -255,7 +483,8 @@ function url() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   // sidebar=1: this page shows the person's conversations, so the socket
   // follows them (activity frames for messages elsewhere).
-  const after = lastId > 0 ? `&after=${lastId}` : "";
+  // &rev=: the changes to shown messages since then come in the history frame.
+  const after = lastId > 0 ? `&after=${lastId}&rev=${rev}` : "";
   return `${scheme}://${location.host}${socketPath}?sidebar=1${after}`;
 }
 
@@ -309,12 +538,18 @@ function handleFrame(ws, frame) {
   // Every frame, for the page's other modules (sidebar.js: unread, notify, read).
   document.dispatchEvent(new CustomEvent("chatapp:frame", { detail: frame }));
   if (frame.type === "history") {
+    rev = Math.max(rev, Number(frame.rev) || 0);
     if (frame.truncated) {
       // Older messages than the history holds were missed: start again from it.
+      closePopup({ restoreFocus: false });
       log.querySelectorAll("li.msg, li.notice").forEach((li) => li.remove());
       lastId = 0;
+      shown.clear();
+      reactionOrder.clear();
       addNotice("Some messages were missed while you were away; showing the latest ones.");
     }
+    // What changed while away, then what is new.
+    if (frame.updates?.length) keepScroll(() => frame.updates.forEach(applyUpdate));
     appendMessages(frame.messages, { live: false });
     if (frame.truncated) scrollToBottom();
     markRead();
@@ -322,17 +557,25 @@ function handleFrame(ws, frame) {
     refusals = 0;
     setState("connected");
     if (pending) {
-      unconfirmed("Not sent: the connection dropped before the server got it. Press Enter to try again.");
+      const what = pending.kind === "edit" ? "Not saved" : "Not sent";
+      unconfirmed(`${what}: the connection dropped before the server got it. Press Enter to try again.`);
     } else if (help.dataset.reason === "connection") {
       setHelp("");
     }
   } else if (frame.type === "message") {
     if (!appendMessages([frame], { live: true })) ws.close(4000, "gap: resuming");
     else markRead();
+  } else if (frame.type === "update") {
+    rev = Math.max(rev, Number(frame.rev ?? frame.message?.rev) || 0);
+    if (frame.message) keepScroll(() => applyUpdate(frame.message));
+  } else if (frame.type === "typing") {
+    typingIn.heard(frame.username);
   } else if (frame.type === "presence") {
     showPresence(frame.users || []);
   } else if (frame.type === "error") {
-    if (pending && frame.client_id === pending.clientId) unconfirmed(frame.detail);
+    // An edit has no client_id: an error without one while an edit is on its way is its answer.
+    const answers = pending && (pending.kind === "edit" ? !frame.client_id : frame.client_id === pending.clientId);
+    if (answers) unconfirmed(frame.detail);
     else setHelp(frame.detail, true);
   }
 }
@@ -442,25 +685,41 @@ function newClientId() {
   return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
 }
 
+function connected() {
+  return state === "connected" && socket?.readyState === WebSocket.OPEN;
+}
+
+function tooLong(text) {
+  if (length(text) <= maxLength) return false;
+  setHelp(`Messages are at most ${maxLength} characters (this one has ${length(text)}).`, true);
+  return true;
+}
+
 function send() {
   const text = input.value;
   if (pending) return;
+  if (mode?.kind === "edit") {
+    saveEdit();
+    return;
+  }
   if (!text.trim()) return;
-  if (state !== "connected" || !socket || socket.readyState !== WebSocket.OPEN) {
+  if (!connected()) {
     setHelp("Not connected: your message stays here until you can send it.", true, "connection");
     return;
   }
-  if (length(text) > maxLength) {
-    setHelp(`Messages are at most ${maxLength} characters (this one has ${length(text)}).`, true);
-    return;
-  }
+  if (tooLong(text)) return;
   const clientId = newClientId();
+  const frame = { type: "message", text, client_id: clientId };
+  if (mode?.kind === "reply") frame.reply_to = mode.id;
   pending = {
+    kind: "message",
     clientId,
     text,
+    replyTo: frame.reply_to,
     timer: setTimeout(() => unconfirmed("No confirmation from the server yet; the text is kept."), CONFIRM_TIMEOUT_MS),
   };
-  socket.send(JSON.stringify({ type: "message", text, client_id: clientId }));
+  socket.send(JSON.stringify(frame));
+  typingOut.reset();
   setHelp("");
   updateComposer();
 }
@@ -474,6 +733,7 @@ function confirmSent(clientId) {
   if (input.value === sent.text) input.value = "";
   if (sent === pending) pending = null;
   stale = null;
+  if (mode?.kind === "reply" && mode.id === sent.replyTo) setMode(null);
   setHelp("");
   updateComposer();
 }
@@ -487,15 +747,166 @@ function unconfirmed(detail) {
   updateComposer();
 }
 
+// Any frame that is not a message (delete, react): sent if connected, else said why.
+function sendFrame(frame) {
+  if (!connected()) {
+    setHelp("Not connected: try again when the connection is back.", true, "connection");
+    return false;
+  }
+  socket.send(JSON.stringify(frame));
+  return true;
+}
+
+// -- message actions -------------------------------------------------------------------
+
+// The composer's mode, shown above it: replying to a message, or editing one.
+function setMode(next) {
+  mode = next;
+  context.hidden = !mode;
+  form.classList.toggle("is-editing", mode?.kind === "edit");
+  sendButton.textContent = mode?.kind === "edit" ? "Save" : "Send";
+  if (!mode) {
+    contextText.replaceChildren();
+    return;
+  }
+  const m = shown.get(mode.id);
+  if (mode.kind === "reply") {
+    const quoted = m?.deleted ? "message deleted" : firstLine(m?.text || "");
+    const author = el("bdi", "", m?.username || "");
+    contextText.replaceChildren("Replying to ", author, ": ", el("span", "context-quote", quoted));
+    contextCancel.setAttribute("aria-label", "Cancel reply");
+  } else {
+    contextText.replaceChildren("Editing message — Esc to cancel");
+    contextCancel.setAttribute("aria-label", "Cancel editing");
+  }
+}
+
+function cancelMode() {
+  if (mode?.kind === "edit" && !pending) input.value = mode.draft; // what was there before
+  setMode(null);
+  if (help.dataset.reason === "send") setHelp("");
+}
+
+function startReply(id) {
+  if (pending) return;
+  if (mode?.kind === "edit") cancelMode();
+  setMode({ kind: "reply", id });
+  input.focus();
+}
+
+function startEdit(id) {
+  const m = shown.get(id);
+  if (pending || !m || m.deleted || !isMine(m)) return;
+  const draft = mode?.kind === "edit" ? mode.draft : input.value;
+  setMode({ kind: "edit", id, draft });
+  input.value = m.text;
+  input.focus();
+  input.setSelectionRange(input.value.length, input.value.length);
+  setHelp("");
+}
+
+function saveEdit() {
+  const text = input.value;
+  const m = shown.get(mode.id);
+  if (m && text === m.text) {
+    cancelMode(); // nothing changed: nothing to send
+    return;
+  }
+  if (!text.trim()) {
+    setHelp("An edit cannot be empty: delete the message instead.", true, "send");
+    return;
+  }
+  if (!connected()) {
+    setHelp("Not connected: your edit stays here until you can save it.", true, "connection");
+    return;
+  }
+  if (tooLong(text)) return;
+  pending = {
+    kind: "edit",
+    id: mode.id,
+    text,
+    timer: setTimeout(() => unconfirmed("No confirmation from the server yet; the text is kept."), CONFIRM_TIMEOUT_MS),
+  };
+  socket.send(JSON.stringify({ type: "edit", id: mode.id, text }));
+  setHelp("");
+  updateComposer();
+}
+
+// An update of the message the composer replies to or edits.
+function composerSawUpdate(m) {
+  const edit = [pending, stale].find((p) => p?.kind === "edit" && p.id === m.id);
+  if (mode.kind === "edit" && edit && !m.deleted && m.text === edit.text) {
+    // The server has the edit: back to what was being written before.
+    clearTimeout(edit.timer);
+    if (edit === pending) pending = null;
+    stale = null;
+    if (input.value === edit.text) input.value = mode.draft;
+    setMode(null);
+    setHelp("");
+    updateComposer();
+  } else if (m.deleted) {
+    const editing = mode.kind === "edit";
+    setMode(null); // the text typed stays in the input
+    if (editing) setHelp("That message was deleted meanwhile; your text is kept.", true, "send");
+  } else {
+    setMode(mode); // the quote shows the new text
+  }
+}
+
+function react(id, emoji) {
+  sendFrame({ type: "react", id, emoji });
+}
+
+async function askDelete(id, returnTo) {
+  const m = shown.get(id);
+  if (!m || m.deleted) return;
+  if (await confirmDelete(`${m.username}: ${firstLine(m.text)}`, returnTo)) {
+    sendFrame({ type: "delete", id });
+  }
+}
+
+// The "⋯" menu of a message: what this person may do with it.
+function openMenuFor(li, trigger = li.querySelector(".msg-actions")) {
+  const m = shown.get(Number(li.dataset.id));
+  if (!m || m.deleted || !trigger) return;
+  const returnTo = document.activeElement === li ? li : trigger;
+  const items = [
+    { label: "Reply", run: () => startReply(m.id) },
+    { label: "React", run: () => openPicker(trigger, (emoji) => react(m.id, emoji), returnTo) },
+  ];
+  if (isMine(m)) items.push({ label: "Edit", run: () => startEdit(m.id) });
+  if (isMine(m) || canModerate) items.push({ label: "Delete", run: () => askDelete(m.id, li) });
+  openMenu(trigger, items, returnTo);
+}
+
+const typingIn = typingIndicator($("typing"), me);
+const typingOut = typingSender(() => connected() && sendFrame({ type: "typing" }));
+
 form.addEventListener("submit", (event) => {
   event.preventDefault();
   send();
 });
 
+contextCancel.addEventListener("click", () => {
+  cancelMode();
+  input.focus();
+});
+
 input.addEventListener("keydown", (event) => {
-  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+  if (event.isComposing) return;
+  if (event.key === "Enter" && !event.shiftKey) {
     event.preventDefault();
     send();
+  } else if (event.key === "Escape" && mode) {
+    event.preventDefault();
+    cancelMode();
+  } else if (event.key === "ArrowUp" && !input.value && !mode && !pending && !event.shiftKey) {
+    // Up in an empty box: edit my last message.
+    const last = [...shown.values()].reverse().find((m) => isMine(m) && !m.deleted);
+    if (last) {
+      event.preventDefault();
+      startEdit(last.id);
+    }
   }
 });
 
@@ -503,7 +914,10 @@ input.addEventListener("input", () => {
   if (help.dataset.reason === "send" || help.dataset.reason === "counter") setHelp("");
   const left = maxLength - length(input.value);
   if (left < 200) setHelp(`${left} character${left === 1 ? "" : "s"} left.`, false, "counter");
+  if (mode?.kind !== "edit") typingOut.input(input.value);
 });
+
+initLogKeys(log, { openMenuFor: (li) => openMenuFor(li) });
 
 log.addEventListener("scroll", () => {
   if (nearBottom()) {
