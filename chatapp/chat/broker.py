@@ -210,6 +210,16 @@ class Unavailable(Exception):
         self.maybe_stored = maybe_stored
 
 
+def _script_keys(room: str, username: str) -> list[str]:
+    """The first KEYS of the append and change scripts: seq, history, channel, rate."""
+    return [
+        Keys.room_seq(room),
+        Keys.room_history(room),
+        Keys.room_channel(room),
+        Keys.send_rate(room, username),
+    ]
+
+
 class Broker:
     """Store-and-publish and history reads for every room."""
 
@@ -249,13 +259,7 @@ class Broker:
         RateLimited, or NotHeld when `reply_to` is not a held message.
         """
         body = frames.message_body(room, username, text, client_id, reply_to)
-        keys = [
-            Keys.room_seq(room),
-            Keys.room_history(room),
-            Keys.room_channel(room),
-            Keys.send_rate(room, username),
-            Keys.room_changes(room),
-        ]
+        keys = [*_script_keys(room, username), Keys.room_changes(room)]
         args = [body, self._history_limit, self._rate_limit, self._rate_window_ms, reply_to or 0]
         listing = self._listing_due(room)
         if listing:
@@ -290,14 +294,7 @@ class Broker:
         """
         result = await self._run(
             self._change,
-            keys=[
-                Keys.room_seq(room),
-                Keys.room_history(room),
-                Keys.room_channel(room),
-                Keys.send_rate(room, username),
-                Keys.room_rev(room),
-                Keys.room_changes(room),
-            ],
+            keys=[*_script_keys(room, username), Keys.room_rev(room), Keys.room_changes(room)],
             args=[
                 action,
                 message_id,
