@@ -782,7 +782,8 @@ function setMode(next) {
 }
 
 function cancelMode() {
-  if (mode?.kind === "edit" && !pending) input.value = mode.draft; // what was there before
+  if (pending?.kind === "edit") return; // on its way: its update (or error) ends it
+  if (mode?.kind === "edit") input.value = mode.draft; // what was there before
   setMode(null);
   if (help.dataset.reason === "send") setHelp("");
 }
@@ -836,14 +837,18 @@ function saveEdit() {
 function composerSawUpdate(m) {
   const edit = [pending, stale].find((p) => p?.kind === "edit" && p.id === m.id);
   if (mode.kind === "edit" && edit && !m.deleted && m.text === edit.text) {
-    // The server has the edit: back to what was being written before.
+    // The server has the edit.
     clearTimeout(edit.timer);
     if (edit === pending) pending = null;
     stale = null;
-    if (input.value === edit.text) input.value = mode.draft;
-    setMode(null);
     setHelp("");
     updateComposer();
+    // Back to what was being written before, unless the text was changed
+    // again after the edit timed out (then that is the next edit).
+    if (input.value === edit.text) {
+      input.value = mode.draft;
+      setMode(null);
+    }
   } else if (m.deleted) {
     const editing = mode.kind === "edit";
     setMode(null); // the text typed stays in the input
