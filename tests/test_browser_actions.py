@@ -618,7 +618,7 @@ async def test_an_update_is_applied_once_and_an_older_one_is_ignored(app, browse
 
     def route(ws):
         ws.send(json.dumps({"type": "history", "messages": messages, "rev": 4}))
-        for rev, text in ((5, "five"), (5, "five again"), (3, "three"), (6, "six")):
+        for rev, text in ((5, "five"), (6, "six"), (6, "six again"), (5, "five"), (3, "three")):
             ws.send(json.dumps({"type": "update", "rev": rev, "message": state(text, rev)}))
         ws.send(json.dumps({"type": "message", **base, "id": 2, "text": "marker"}))
 
