@@ -148,8 +148,8 @@ async def test_live_frame_that_overtakes_the_history_read_is_not_lost(world):
     ann = await world.join()
     read = world.broker.history
 
-    async def overtaken_read(room, after=None, changed_after=None):
-        held = await read(room, after, changed_after)
+    async def overtaken_read(room, after=None, changed_after=None, **bounds):
+        held = await read(room, after, changed_after, **bounds)
         if not overtaken:
             world.broker.history = read  # once
             overtaken.append(await world.store("overtaking"))
@@ -277,8 +277,8 @@ async def test_update_that_overtakes_the_history_read_is_not_lost(world):
     ann = await world.join()
     read = world.broker.history
 
-    async def overtaken_read(room, after=None, changed_after=None):
-        held = await read(room, after, changed_after)
+    async def overtaken_read(room, after=None, changed_after=None, **bounds):
+        held = await read(room, after, changed_after, **bounds)
         if not overtaken:
             world.broker.history = read  # once
             overtaken.append(await world.change("edit", 1, "one, edited"))

@@ -103,6 +103,8 @@ class ChatService:
             self.broker,
             subscriber_factory=lambda listener: Subscriber(store.raw, listener),
             on_control=self._control,
+            first_frame_messages=chat.page_history,
+            first_frame_bytes=chat.send_buffer_bytes // 2,
         )
         self.heartbeat = Heartbeat(self.hub, chat.heartbeat_seconds)
         cookie = config.session.cookie_name
