@@ -435,13 +435,3 @@ class Broker:
     async def last_id(self, room: str) -> int:
         """The room's newest message id (0: none yet)."""
         return int(await self._redis.get(Keys.room_seq(room)) or 0)
-
-    async def recent_and_rev(self, room: str, count: int) -> tuple[list[bytes], int]:
-        """The newest `count` messages and the room's rev, read in one step (a page
-        that resumes from that rev then misses no change)."""
-        pipe = self._redis.pipeline(transaction=True)
-        # LRANGE 1 0 is empty (-0 would be the whole list).
-        pipe.lrange(Keys.room_history(room), -count if count > 0 else 1, -1 if count > 0 else 0)
-        pipe.get(Keys.room_rev(room))
-        messages, rev = await pipe.execute()
-        return messages, int(rev or 0)
