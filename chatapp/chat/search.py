@@ -13,7 +13,8 @@ longest word with `bytes.find`; other messages are decoded and case-folded
 one by one. The prefilter only ever keeps too much (it also sees the author,
 the room, reactions); the final check parses the candidates and matches
 their text. Words with a character JSON may escape (`"`, `\\`, `/`, control
-characters) skip the prefilter and are matched on the parsed text only.
+characters) skip the prefilter and are matched on the parsed text only, and
+so is every message holding a `\\uXXXX` escape.
 
 The size this answers within 100 ms is measured by `bench/search.py` and
 stated in the README. Debian's redis-server 7.0 has no Query Engine (RediSearch
@@ -41,6 +42,8 @@ MAX_RESULTS = 100
 # an edited text): a word holding one cannot be looked for in the raw JSON.
 _ESCAPED = frozenset('"\\/\x7f') | frozenset(chr(c) for c in range(32))
 _SEPARATOR = b"\x1e"  # a control character: always escaped inside stored JSON
+_UNICODE_ESCAPE = b"\\u"  # a character written as \uXXXX (a control character, or
+# any character in JSON written by another tool): such a message is parsed
 
 
 class BadQuery(ValueError):
@@ -51,12 +54,12 @@ def query_words(q: str) -> list[str]:
     """The words to look for: case-folded, each once, in the order typed."""
     if len(q) > MAX_QUERY_CHARS:
         raise BadQuery(f"A search is at most {MAX_QUERY_CHARS} characters.")
-    words = list(dict.fromkeys(q.casefold().split()))
-    if not words:
+    typed = q.casefold().split()
+    if not typed:
         raise BadQuery("Type a word to search for.")
-    if len(words) > MAX_QUERY_WORDS:
+    if len(typed) > MAX_QUERY_WORDS:
         raise BadQuery(f"A search is at most {MAX_QUERY_WORDS} words.")
-    return words
+    return list(dict.fromkeys(typed))
 
 
 def _text_matches(message: dict, words: list[str]) -> bool:
@@ -77,7 +80,7 @@ def _candidates(held: list[bytes], words: list[str]) -> list[int]:
     ascii_words = all(w.isascii() for w in raw_words)
     encoded = [w.encode() for w in raw_words]
     joined = _SEPARATOR.join(held)
-    if joined.isascii():
+    if joined.isascii() and _UNICODE_ESCAPE not in joined:
         # Casefold of ASCII text is its lower case; a word with any other
         # character cannot be in it.
         if not ascii_words:
@@ -95,7 +98,9 @@ def _candidates(held: list[bytes], words: list[str]) -> list[int]:
         return [i for i in found if all(w in held[i].lower() for w in others)]
     out = []
     for i, raw in enumerate(held):
-        if raw.isascii():
+        if _UNICODE_ESCAPE in raw:  # \uXXXX: only the parsed text can tell
+            out.append(i)
+        elif raw.isascii():
             if ascii_words:
                 low = raw.lower()
                 if all(w in low for w in encoded):
