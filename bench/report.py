@@ -242,6 +242,12 @@ def search_table(run: dict) -> list[str]:
         ]
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     rows += ["", f"Errors: {_errors(res)}."]
+    apart = res.get("measured_apart")
+    if apart:
+        rows[-1] += (
+            f" Measured apart from the other workloads: `{apart['command']}`, started "
+            f"{apart['started']}, 1-minute load {res.get('loadavg_1min')} on this 2-core machine."
+        )
     return rows
 
 

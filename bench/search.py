@@ -99,7 +99,7 @@ QUERIES = {
 
 @dataclass(frozen=True)
 class SearchSpec:
-    conversations: int = 200
+    conversations: int = 50
     messages: int = 1000  # per conversation (chat.history_limit is 1,000)
     searches: int = 50  # per query
     pages: int = 300  # scroll-back requests

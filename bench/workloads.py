@@ -92,7 +92,7 @@ WORKLOADS = {
     "W6": Workload("sidebars: 200 people x 20 conversations, 10 busy, mentions", _W6,
                    replace(_W6, people=40, duration=QUICK_S, settle=2.0, drain=2.0),
                    chatapp_only=True),
-    "W7": Workload("search and scroll-back: 200 rooms x 1,000 held messages", _W7,
+    "W7": Workload("search and scroll-back: 50 rooms x 1,000 held messages", _W7,
                    replace(_W7, conversations=20, messages=200, searches=5, pages=20),
                    chatapp_only=True),
 }  # fmt: skip
