@@ -140,15 +140,15 @@ function results() {
 }
 
 if (form && input && list) {
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    search();
-  });
+  $("search-button")?.addEventListener("click", () => search());
   here?.addEventListener("change", () => {
     if (input.value.trim()) search();
   });
   input.addEventListener("keydown", (event) => {
-    if (event.key === "ArrowDown" && !list.hidden) {
+    if (event.key === "Enter") {
+      event.preventDefault();
+      search();
+    } else if (event.key === "ArrowDown" && !list.hidden) {
       event.preventDefault();
       results()[0]?.focus();
     } else if (event.key === "Escape" && input.value) {
