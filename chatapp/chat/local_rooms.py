@@ -186,9 +186,7 @@ class LocalRoom:
         """After a reconnect: deliver what was published meanwhile, in order."""
         try:
             if lost:
-                held = await self._broker.history(
-                    self.name, newest=self._rooms.first_frame_messages
-                )
+                held = await self._broker.history(self.name)
             else:
                 held = await self._broker.history(self.name, self.last_id, self.rev)
         except ResponseError as exc:  # this room's keys are broken, not the connection
@@ -233,7 +231,8 @@ class LocalRoom:
                 self.last_id,
             )
             self._hub.flush_room(self.name)
-            messages, more = self._rooms.first_frame(held.messages, held, None)
+            # All it holds (Redis just lost the room: little), within the byte bound.
+            messages, more = self._rooms.first_frame(held.messages, held, None, count=False)
             self._hub.broadcast(
                 self.name,
                 frames.history_frame(messages, truncated=True, rev=held.rev, more=more),
@@ -295,11 +294,16 @@ class LocalRooms:
         return room
 
     def first_frame(
-        self, messages: list[bytes], held: History, after: int | None
+        self, messages: list[bytes], held: History, after: int | None, count: bool = True
     ) -> tuple[list[bytes], bool]:
         """The newest of `messages` (consecutive ids, oldest first) that fit in a
-        first frame, and whether held messages newer than `after` were left out."""
-        kept = messages[-self.first_frame_messages :] if self.first_frame_messages else []
+        first frame, and whether held messages newer than `after` were left out.
+
+        `count`: at most `first_frame_messages` of them; always at most
+        `first_frame_bytes` of them."""
+        kept = messages
+        if count:
+            kept = messages[-self.first_frame_messages :] if self.first_frame_messages else []
         size, cut = 0, len(kept)
         while cut > 0 and size + len(kept[cut - 1]) <= self.first_frame_bytes:
             cut -= 1
