@@ -1,7 +1,7 @@
-"""The benchmark workloads W1-W6 and the generator process that runs one of them.
+"""The benchmark workloads W1-W7 and the generator process that runs one of them.
 
     python -m bench.workloads W2 --url http://127.0.0.1:8080 [--quick] \\
-        [--server-pids 123] [--redis-pids 456] [--out result.json]
+        [--server-pids 123] [--redis-pids 456] [--redis-url URL] [--out result.json]
 """
 
 import argparse
@@ -31,6 +31,7 @@ from bench.loadgen import (
     wait_drained,
 )
 from bench.procstat import Probe, raise_nofile
+from bench.search import SearchSpec, run_search
 from bench.sidebar import SidebarSpec, run_sidebar
 
 
@@ -64,8 +65,8 @@ class ChurnSpec:
 @dataclass(frozen=True)
 class Workload:
     title: str
-    full: ChatSpec | IdleSpec | ChurnSpec | SidebarSpec
-    quick: ChatSpec | IdleSpec | ChurnSpec | SidebarSpec
+    full: ChatSpec | IdleSpec | ChurnSpec | SidebarSpec | SearchSpec
+    quick: ChatSpec | IdleSpec | ChurnSpec | SidebarSpec | SearchSpec
     chatapp_only: bool = False  # the baseline has no such feature
 
 
@@ -75,6 +76,7 @@ _W3 = ChatSpec(rooms=50, sockets_per_room=20, senders_per_room=1, rate=5, window
 _W4 = IdleSpec()
 _W5 = ChurnSpec()
 _W6 = SidebarSpec()
+_W7 = SearchSpec()
 QUICK_S = 4.0  # send phase of every --quick workload
 WORKLOADS = {
     "W1": Workload("fan-out: 1 room, 200 sockets, 5 senders flat out", _W1,
@@ -89,6 +91,9 @@ WORKLOADS = {
                    replace(_W5, duration=QUICK_S)),
     "W6": Workload("sidebars: 200 people x 20 conversations, 10 busy, mentions", _W6,
                    replace(_W6, people=40, duration=QUICK_S, settle=2.0, drain=2.0),
+                   chatapp_only=True),
+    "W7": Workload("search and scroll-back: 50 rooms x 1,000 held messages", _W7,
+                   replace(_W7, conversations=20, messages=200, searches=5, pages=20),
                    chatapp_only=True),
 }  # fmt: skip
 
@@ -209,7 +214,12 @@ async def run_churn(target: Target, spec: ChurnSpec, probe: Probe | None = None)
 
 
 async def run(
-    name: str, target: Target, quick: bool, probe: Probe | None, duration: float | None = None
+    name: str,
+    target: Target,
+    quick: bool,
+    probe: Probe | None,
+    duration: float | None = None,
+    redis_url: str | None = None,
 ) -> dict:
     workload = WORKLOADS[name]
     spec = workload.quick if quick else workload.full
@@ -221,6 +231,8 @@ async def run(
         result = await run_churn(target, spec, probe)
     elif isinstance(spec, SidebarSpec):
         result = await run_sidebar(target, spec, probe)
+    elif isinstance(spec, SearchSpec):
+        result = await run_search(target, spec, probe, redis_url)
     else:
         result = await run_chat(target, spec, probe)
     return {"workload": name, "title": workload.title, **result}
@@ -235,6 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, help="override the send phase, seconds")
     parser.add_argument("--server-pids", type=pid_list, default=[])
     parser.add_argument("--redis-pids", type=pid_list, default=[])
+    parser.add_argument("--redis-url", help="the server's Redis (W7 writes histories there)")
     parser.add_argument("--out", help="write the JSON result here (default: stdout)")
     args = parser.parse_args(argv)
     raise_nofile()
@@ -243,7 +256,9 @@ def main(argv: list[str] | None = None) -> None:
     gc.disable()
     probe = Probe(args.server_pids, args.redis_pids) if args.server_pids else None
     target = Target(args.url, auth=not args.no_auth)
-    result = asyncio.run(run(args.workload, target, args.quick, probe, args.duration))
+    result = asyncio.run(
+        run(args.workload, target, args.quick, probe, args.duration, args.redis_url)
+    )
     text = json.dumps(result, indent=1)
     if args.out:
         with open(args.out, "w") as f:

@@ -53,6 +53,7 @@ from chatapp.web import (
     chat_pages,
     chat_socket,
     conversation_pages,
+    history_pages,
     middlewares,
     ops,
     pages,
@@ -233,6 +234,7 @@ def create_app(config: Config, *, workers: int = 1) -> web.Application:
     app.add_routes(pages.routes)
     app.add_routes(chat_pages.routes)
     app.add_routes(conversation_pages.routes)
+    app.add_routes(history_pages.routes)
     app.add_routes(chat_socket.routes)
     app.add_routes(socket_check.routes)
     app.add_routes(admin_pages.routes)

@@ -131,18 +131,27 @@ return update
 
 # Messages with id > ARGV[1] (all when ARGV[1] is past seq: ids started over),
 # and with ARGV[2] >= 0 the held messages changed after rev ARGV[2].
+# ARGV[3] >= 0: of those, only the newest ARGV[3] (a newcomer's first frame is
+# bounded), except that ARGV[4] >= 0 asks for every id > ARGV[4] too (what the
+# sockets already in the room have not been given).
 # The list holds ids seq-len+1 .. seq (consecutive), so an index follows from
 # an id. KEYS: seq, history, rev, changes.
-# Returns {seq, first held id, rev, count, messages..., (rev, message)...}.
+# Returns {seq, first held id, rev, count, read from (every held id above it is
+# in the messages), messages..., (rev, message)...}.
 _HISTORY_AFTER = """
 local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
 local len = redis.call('LLEN', KEYS[2])
 local first = seq - len + 1
-local after = tonumber(ARGV[1])
-local start = after - first + 1
-if after > seq or start < 0 then start = 0 end
+local from = tonumber(ARGV[1])
+if from > seq then from = 0 end
+local newest = tonumber(ARGV[3])
+if newest >= 0 and seq - newest > from then from = seq - newest end
+local keep = tonumber(ARGV[4])
+if keep >= 0 and keep < from then from = keep end
+local start = from - first + 1
+if start < 0 then start = 0 end
 local held = redis.call('LRANGE', KEYS[2], start, -1)
-local out = {seq, first, tonumber(redis.call('GET', KEYS[3]) or '0'), #held}
+local out = {seq, first, tonumber(redis.call('GET', KEYS[3]) or '0'), #held, from}
 for _, m in ipairs(held) do out[#out + 1] = m end
 if tonumber(ARGV[2]) >= 0 then
   local changed = redis.call('ZRANGEBYSCORE', KEYS[4], '(' .. ARGV[2], '+inf', 'WITHSCORES')
@@ -153,6 +162,28 @@ if tonumber(ARGV[2]) >= 0 then
       out[#out + 1] = redis.call('LINDEX', KEYS[2], id - first)
     end
   end
+end
+return out
+"""
+
+# A page of held messages: up to ARGV[2] with id < ARGV[1] (-1: the newest),
+# oldest first, read with the newest id, the oldest held id and the room's rev
+# in one step. KEYS: seq, history, rev.
+# Returns {seq, first held id, rev, first id returned, messages...}.
+_PAGE = """
+local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
+local len = redis.call('LLEN', KEYS[2])
+local first = seq - len + 1
+local rev = tonumber(redis.call('GET', KEYS[3]) or '0')
+local last = seq
+local before = tonumber(ARGV[1])
+if before >= 0 and before - 1 < last then last = before - 1 end
+local from = last - tonumber(ARGV[2]) + 1
+if from < first then from = first end
+if last < from then return {seq, first, rev, last + 1} end
+local out = {seq, first, rev, from}
+for _, m in ipairs(redis.call('LRANGE', KEYS[2], from - first, last - first)) do
+  out[#out + 1] = m
 end
 return out
 """
@@ -178,6 +209,28 @@ class History:
     first_id: int  # the oldest id still held (last_id + 1 when none is)
     rev: int = 0  # the room's latest change number when read
     changes: list[Change] = field(default_factory=list)  # after the rev asked for, by rev
+    read_from: int = 0  # every held message with a greater id is in `messages`
+
+
+@dataclass(frozen=True)
+class Page:
+    """Held messages read in one step (`Broker.page`), oldest first."""
+
+    messages: list[bytes]
+    last_id: int  # the room's newest id when read (0: no message yet)
+    first_id: int  # the oldest id still held (last_id + 1 when none is)
+    rev: int  # the room's latest change number when read
+    start: int  # the id of the first message returned (one past the end when none)
+
+    @property
+    def more_before(self) -> bool:
+        """Older messages are held than those returned."""
+        return self.start > self.first_id
+
+    @property
+    def more_after(self) -> bool:
+        """Newer messages are held than those returned."""
+        return self.start + len(self.messages) <= self.last_id
 
 
 class RateLimited(Exception):
@@ -238,6 +291,7 @@ class Broker:
         self._append = self._redis.register_script(_APPEND)
         self._history_after = self._redis.register_script(_HISTORY_AFTER)
         self._change = self._redis.register_script(_CHANGE)
+        self._page = self._redis.register_script(_PAGE)
         self._listed: dict[str, float] = {}  # room -> when its listing was last refreshed
 
     # -- publishing and reading -------------------------------------------------
@@ -334,10 +388,21 @@ class Broker:
         await self._redis.publish(Keys.room_channel(room), frame)
 
     async def history(
-        self, room: str, after: int | None = None, changed_after: int | None = None
+        self,
+        room: str,
+        after: int | None = None,
+        changed_after: int | None = None,
+        *,
+        newest: int | None = None,
+        keep: int | None = None,
     ) -> History:
         """The held messages (all, or those with id > after) and whether some were
-        missed; with `changed_after`, also every held message changed after that rev."""
+        missed; with `changed_after`, also every held message changed after that rev.
+
+        `newest`: of those, only the newest `newest` (a first frame is bounded),
+        except that with `keep` every message with id > keep is read too.
+        `History.read_from` says where the messages start.
+        """
         result = await self._history_after(
             keys=[
                 Keys.room_seq(room),
@@ -345,14 +410,30 @@ class Broker:
                 Keys.room_rev(room),
                 Keys.room_changes(room),
             ],
-            args=[after or 0, -1 if changed_after is None else changed_after],
+            args=[
+                after or 0,
+                -1 if changed_after is None else changed_after,
+                -1 if newest is None else newest,
+                -1 if keep is None else keep,
+            ],
         )
-        last_id, first_id, rev, count = (int(n) for n in result[:4])
+        last_id, first_id, rev, count, read_from = (int(n) for n in result[:5])
         truncated = after is not None and (after > last_id or after < first_id - 1)
-        changed = result[4 + count :]
+        changed = result[5 + count :]
         changes = [Change(int(changed[i]), changed[i + 1]) for i in range(0, len(changed), 2)]
         changes.sort(key=lambda change: change.rev)
-        return History(list(result[4 : 4 + count]), truncated, last_id, first_id, rev, changes)
+        messages = list(result[5 : 5 + count])
+        return History(messages, truncated, last_id, first_id, rev, changes, read_from)
+
+    async def page(self, room: str, before: int | None, limit: int) -> Page:
+        """Up to `limit` held messages with id < `before` (None: the newest), oldest
+        first, with the room's newest id, oldest held id and rev, read in one step."""
+        result = await self._page(
+            keys=[Keys.room_seq(room), Keys.room_history(room), Keys.room_rev(room)],
+            args=[-1 if before is None else before, limit],
+        )
+        last_id, first_id, rev, start = (int(n) for n in result[:4])
+        return Page(list(result[4:]), last_id, first_id, rev, start)
 
     async def rev(self, room: str) -> int:
         """The room's latest change number (0: nothing changed yet)."""
@@ -361,13 +442,3 @@ class Broker:
     async def last_id(self, room: str) -> int:
         """The room's newest message id (0: none yet)."""
         return int(await self._redis.get(Keys.room_seq(room)) or 0)
-
-    async def recent_and_rev(self, room: str, count: int) -> tuple[list[bytes], int]:
-        """The newest `count` messages and the room's rev, read in one step (a page
-        that resumes from that rev then misses no change)."""
-        pipe = self._redis.pipeline(transaction=True)
-        # LRANGE 1 0 is empty (-0 would be the whole list).
-        pipe.lrange(Keys.room_history(room), -count if count > 0 else 1, -1 if count > 0 else 0)
-        pipe.get(Keys.room_rev(room))
-        messages, rev = await pipe.execute()
-        return messages, int(rev or 0)

@@ -32,6 +32,7 @@ from chatapp.chat.hub import Connection, Hub
 from chatapp.chat.local_rooms import LocalRooms
 from chatapp.chat.presence import Presence
 from chatapp.chat.rooms import RoomDirectory, RoomQuotaReached
+from chatapp.chat.search import Search
 from chatapp.chat.session_watch import SessionWatch
 from chatapp.chat.subscriber import Subscriber
 from chatapp.chat.wire import GOING_AWAY, POLICY
@@ -88,6 +89,7 @@ class ChatService:
             record_ttl=chat.presence_ttl,
         )
         self.conversations = Conversations(store.raw)
+        self.search = Search(store.raw, self.conversations)
         self.directory = RoomDirectory(store.raw, chat.empty_room_ttl, chat.rooms_per_hour)
         self._max_sockets = chat.max_sockets_per_user
         self._rooms_per_hour = chat.rooms_per_hour
@@ -103,6 +105,8 @@ class ChatService:
             self.broker,
             subscriber_factory=lambda listener: Subscriber(store.raw, listener),
             on_control=self._control,
+            first_frame_messages=chat.page_history,
+            first_frame_bytes=chat.send_buffer_bytes // 2,
         )
         self.heartbeat = Heartbeat(self.hub, chat.heartbeat_seconds)
         cookie = config.session.cookie_name
