@@ -216,10 +216,10 @@ def sidebar_table(run: dict) -> list[str]:
 
 
 def search_table(run: dict) -> list[str]:
-    """W7: search latency at the documented size, and a scroll-back page's."""
-    res = (run["workloads"].get("W7") or {}).get("chatapp")
+    """W8: search latency at the documented size, and a scroll-back page's."""
+    res = (run["workloads"].get("W8") or {}).get("chatapp")
     if not res or "failed" in res:
-        return ["W7 was not run." if not res else f"W7 failed: {res['failed'].splitlines()[0]}"]
+        return ["W8 was not run." if not res else f"W8 failed: {res['failed'].splitlines()[0]}"]
     spec = res.get("spec") or {}
     rows = [
         f"{_fmt(spec.get('conversations'))} public rooms × {_fmt(spec.get('messages'))} held "
@@ -620,7 +620,7 @@ def render_markdown(run: dict, png_name: str) -> str:
         "",
         *sidebar_table(run),
         "",
-        "## W7: search and scroll-back",
+        "## W8: search and scroll-back",
         "",
         "One person, one request at a time, against histories written straight into the "
         "server's Redis (`bench/search.py`). Search scans every held message of every "

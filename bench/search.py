@@ -1,4 +1,4 @@
-"""W7: search and scroll-back over held history (issue 16).
+"""W8: search and scroll-back over held history (issue 16).
 
 CONVERSATIONS public rooms each hold MESSAGES messages, written straight into
 the server's Redis in the layout chatapp stores them in (through
@@ -163,7 +163,7 @@ async def run_search(
     target: Target, spec: SearchSpec, probe: Probe | None = None, redis_url: str | None = None
 ) -> dict:
     if not redis_url:
-        raise SystemExit("W7 writes the histories into the server's Redis: --redis-url")
+        raise SystemExit("W8 writes the histories into the server's Redis: --redis-url")
     tag = secrets.token_hex(3)
     rooms = [f"w7_{tag}_{i}" for i in range(spec.conversations)]
     started = now()

@@ -1,4 +1,4 @@
-"""The benchmark workloads W1-W7 and the generator process that runs one of them.
+"""The benchmark workloads W1-W8 and the generator process that runs one of them.
 
     python -m bench.workloads W2 --url http://127.0.0.1:8080 [--quick] \\
         [--server-pids 123] [--redis-pids 456] [--redis-url URL] [--out result.json]
@@ -76,7 +76,7 @@ _W3 = ChatSpec(rooms=50, sockets_per_room=20, senders_per_room=1, rate=5, window
 _W4 = IdleSpec()
 _W5 = ChurnSpec()
 _W6 = SidebarSpec()
-_W7 = SearchSpec()
+_W8 = SearchSpec()
 QUICK_S = 4.0  # send phase of every --quick workload
 WORKLOADS = {
     "W1": Workload("fan-out: 1 room, 200 sockets, 5 senders flat out", _W1,
@@ -92,8 +92,8 @@ WORKLOADS = {
     "W6": Workload("sidebars: 200 people x 20 conversations, 10 busy, mentions", _W6,
                    replace(_W6, people=40, duration=QUICK_S, settle=2.0, drain=2.0),
                    chatapp_only=True),
-    "W7": Workload("search and scroll-back: 50 rooms x 1,000 held messages", _W7,
-                   replace(_W7, conversations=20, messages=200, searches=5, pages=20),
+    "W8": Workload("search and scroll-back: 50 rooms x 1,000 held messages", _W8,
+                   replace(_W8, conversations=20, messages=200, searches=5, pages=20),
                    chatapp_only=True),
 }  # fmt: skip
 
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, help="override the send phase, seconds")
     parser.add_argument("--server-pids", type=pid_list, default=[])
     parser.add_argument("--redis-pids", type=pid_list, default=[])
-    parser.add_argument("--redis-url", help="the server's Redis (W7 writes histories there)")
+    parser.add_argument("--redis-url", help="the server's Redis (W8 writes histories there)")
     parser.add_argument("--out", help="write the JSON result here (default: stdout)")
     args = parser.parse_args(argv)
     raise_nofile()

@@ -1,4 +1,4 @@
-"""The W7 benchmark (search and scroll-back) runs against a real app and reports its
+"""The W8 benchmark (search and scroll-back) runs against a real app and reports its
 figures in the shape docs/BENCHMARKS.md reads. Run as a subprocess from the
 repository root, the way `python -m bench` runs it. No speed is asserted."""
 
@@ -27,12 +27,12 @@ def app_url(redis_url):
 
 def test_w7_quick_reports_search_and_scroll_back_percentiles(app_url, redis_url):
     out = subprocess.run(
-        [sys.executable, "-m", "bench.workloads", "W7", "--quick", "--url", app_url,
+        [sys.executable, "-m", "bench.workloads", "W8", "--quick", "--url", app_url,
          "--redis-url", redis_url],
         cwd=REPO, capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
     result = json.loads(out.stdout)
-    assert result["workload"] == "W7"
+    assert result["workload"] == "W8"
     assert result["errors"] == {}
     spec = result["spec"]
     assert result["messages_held"] == spec["conversations"] * spec["messages"]
@@ -46,5 +46,5 @@ def test_w7_quick_reports_search_and_scroll_back_percentiles(app_url, redis_url)
     assert result["search_results"]["no match"] == 0
     assert result["search_results"]["two common words"] == 50  # the limit: plenty match
     assert result["search_results"]["cyrillic word"] == 50
-    table = "\n".join(search_table({"workloads": {"W7": {"chatapp": result}}}))
+    table = "\n".join(search_table({"workloads": {"W8": {"chatapp": result}}}))
     assert "scroll-back page" in table and "search: rare word" in table
