@@ -222,6 +222,7 @@ class Broker:
         rate_window: float,
     ) -> None:
         self._redis = store.raw
+        self._cluster = store.cluster
         self._history_limit = history_limit
         self._rate_limit = rate_limit
         self._rate_window_ms = max(1, int(rate_window * 1000))
@@ -258,7 +259,12 @@ class Broker:
         ]
         args = [body, self._history_limit, self._rate_limit, self._rate_window_ms, reply_to or 0]
         listing = self._listing_due(room)
-        if listing:
+        if listing and self._cluster:
+            # A cluster pipeline cannot carry EVALSHA: the listing is its own call.
+            result = await self._run(self._append, keys=keys, args=args)
+            if not isinstance(result, int):
+                await self._list(room, public)
+        elif listing:
             # The room list's activity time is global (another hash slot than
             # the room's keys): set beside the script, at most once a second.
             pipe = self._redis.pipeline(transaction=False)
@@ -314,6 +320,16 @@ class Broker:
             raise _REFUSALS[result]
         return result
 
+    async def _list(self, room: str, public: bool) -> None:
+        """Refresh the room's activity time in its listing (best effort: the message
+        is stored already, and the next one refreshes it again)."""
+        try:
+            await self._redis.zadd(
+                Keys.rooms if public else Keys.private_conversations, {room: time.time()}
+            )
+        except (RedisError, OSError) as exc:
+            log.warning("room %s: listing not refreshed: %s", room, exc)
+
     def _listing_due(self, room: str) -> bool:
         """Whether this worker should refresh `room`'s last activity in its listing."""
         now = time.monotonic()
@@ -368,7 +384,7 @@ class Broker:
     async def recent_and_rev(self, room: str, count: int) -> tuple[list[bytes], int]:
         """The newest `count` messages and the room's rev, read in one step (a page
         that resumes from that rev then misses no change)."""
-        pipe = self._redis.pipeline(transaction=True)
+        pipe = self._redis.pipeline(transaction=True)  # both keys in the room's slot
         # LRANGE 1 0 is empty (-0 would be the whole list).
         pipe.lrange(Keys.room_history(room), -count if count > 0 else 1, -1 if count > 0 else 0)
         pipe.get(Keys.room_rev(room))

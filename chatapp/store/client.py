@@ -42,6 +42,27 @@ class StoreMismatch(StoreUnavailable):
     plain Redis behind redis+cluster://): waiting longer does not help."""
 
 
+def is_cluster(redis: object) -> bool:
+    """Whether `redis` is a Redis Cluster client: a MULTI there must stay in one hash
+    slot, a script touches one slot, and a pipeline cannot carry EVALSHA or PUBLISH."""
+    return isinstance(redis, RedisCluster)
+
+
+async def run_script_many(redis, script, calls: list[tuple[list, list]]) -> list:
+    """Run `script` once per (keys, args) in `calls`; the answers in order.
+
+    One pipelined round trip on a single Redis. A cluster pipeline cannot carry
+    EVALSHA (and the calls may be on different shards): the calls go
+    concurrently there, each to the primary of its keys' slot.
+    """
+    if is_cluster(redis):
+        return list(await asyncio.gather(*(script(keys=k, args=a) for k, a in calls)))
+    pipe = redis.pipeline(transaction=False)
+    for keys, args in calls:
+        await script(keys=keys, args=args, client=pipe)
+    return await pipe.execute()
+
+
 def redact(url: str) -> str:
     """The URL with any password replaced, for logs and error lines."""
     parts = urlsplit(url)
