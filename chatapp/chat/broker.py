@@ -158,6 +158,14 @@ return out
 """
 
 
+def _sharded(script: str, cluster: bool) -> str:
+    """The script publishing with SPUBLISH on a cluster (KEYS[3] is the channel)."""
+    if not cluster:
+        return script
+    assert script.count("redis.call('PUBLISH', KEYS[3]") == 1
+    return script.replace("redis.call('PUBLISH', KEYS[3]", "redis.call('SPUBLISH', KEYS[3]")
+
+
 @dataclass(frozen=True)
 class Change:
     """A held message's present state, last changed at `rev`."""
@@ -226,9 +234,13 @@ class Broker:
         self._history_limit = history_limit
         self._rate_limit = rate_limit
         self._rate_window_ms = max(1, int(rate_window * 1000))
-        self._append = self._redis.register_script(_APPEND)
+        # On a cluster room channels are shard channels: the scripts SPUBLISH
+        # (Redis 7.0+ allows it in a script for a channel declared in KEYS, of
+        # the script's slot). Two texts rather than a command name in ARGV: the
+        # single-Redis script stays as it was.
+        self._append = self._redis.register_script(_sharded(_APPEND, self._cluster))
         self._history_after = self._redis.register_script(_HISTORY_AFTER)
-        self._change = self._redis.register_script(_CHANGE)
+        self._change = self._redis.register_script(_sharded(_CHANGE, self._cluster))
         self._listed: dict[str, float] = {}  # room -> when its listing was last refreshed
 
     # -- publishing and reading -------------------------------------------------
@@ -350,7 +362,10 @@ class Broker:
 
     async def publish_frame(self, room: str, frame: bytes) -> None:
         """Publish a frame that is not stored (presence, typing) to everyone in the room."""
-        await self._redis.publish(Keys.room_channel(room), frame)
+        if self._cluster:
+            await self._redis.spublish(Keys.room_channel(room), frame)
+        else:
+            await self._redis.publish(Keys.room_channel(room), frame)
 
     async def history(
         self, room: str, after: int | None = None, changed_after: int | None = None

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from chatapp.chat import control, frames
 from chatapp.chat.broker import Broker
+from chatapp.chat.cluster_subscriber import ClusterSubscriber
 from chatapp.chat.control import (
     CloseMember,
     CloseRoom,
@@ -101,7 +102,11 @@ class ChatService:
         self.rooms = LocalRooms(
             self.hub,
             self.broker,
-            subscriber_factory=lambda listener: Subscriber(store.raw, listener),
+            subscriber_factory=lambda listener: (
+                ClusterSubscriber(store.raw, listener)
+                if store.cluster
+                else Subscriber(store.raw, listener)
+            ),
             on_control=self._control,
         )
         self.heartbeat = Heartbeat(self.hub, chat.heartbeat_seconds)
