@@ -51,7 +51,8 @@ class RedisConfig:
     # confirms it; 0: do not wait.
     wait_replicas: int = field(default=0, metadata=_limits(0, 16))
     # Seconds one WAIT may take; then the sender gets `unavailable` (maybe stored).
-    wait_timeout: float = field(default=1.0, metadata=_limits(0.01, 60))
+    # (Under the 5 s socket timeout of every Redis command.)
+    wait_timeout: float = field(default=1.0, metadata=_limits(0.01, 4))
 
 
 @dataclass(frozen=True)

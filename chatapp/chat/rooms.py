@@ -221,7 +221,7 @@ class RoomDirectory:
             # crash between the two leaves a listed room with no history, which
             # is what an empty room looks like anyway.
             pipe = self._redis.pipeline(transaction=True)
-            pipe.delete(*keys, Keys.room_members(room))
+            pipe.delete(*keys, Keys.room_members(room), Keys.room_published(room))
             await pipe.execute()
             pipe = self._redis.pipeline(transaction=False)
             pipe.zrem(Keys.rooms, room)
@@ -230,7 +230,7 @@ class RoomDirectory:
             return
         pipe = self._redis.pipeline(transaction=True)
         if self._empty_room_ttl == 0:
-            pipe.delete(*keys, Keys.room_members(room))
+            pipe.delete(*keys, Keys.room_members(room), Keys.room_published(room))
             pipe.zrem(Keys.rooms, room)
             pipe.hdel(Keys.room_names, room.lower())
         else:
@@ -242,7 +242,7 @@ class RoomDirectory:
         """Remove the room's history, presence and listing (its sockets are closed first)."""
         cluster = is_cluster(self._redis)
         pipe = self._redis.pipeline(transaction=True)
-        pipe.delete(*Keys.room_state(room), Keys.room_members(room))
+        pipe.delete(*Keys.room_state(room), Keys.room_members(room), Keys.room_published(room))
         pipe.delete(Keys.room_meta(room), Keys.room_access(room))
         if cluster:
             # One MULTI per hash slot: the room's own keys above, atomically; the

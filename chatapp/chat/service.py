@@ -81,6 +81,9 @@ class ChatService:
             history_limit=chat.history_limit,
             rate_limit=chat.rate_limit_messages,
             rate_window=chat.rate_limit_seconds,
+            # memory:// has no replicas (and one process): nothing to wait for.
+            wait_replicas=0 if config.is_memory_store else config.redis.wait_replicas,
+            wait_timeout=config.redis.wait_timeout,
         )
         self.presence = Presence(
             store.raw,

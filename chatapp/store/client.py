@@ -134,8 +134,8 @@ class Store:
         """A cluster node behind a plain URL would answer MOVED for most keys: refuse."""
         try:
             info = await self.raw.info("cluster")
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"Redis at {self.display_url}: {_reason(exc)}") from exc
+        except (RedisError, OSError):
+            return  # not allowed INFO (an ACL), or gone again: the next step tells
         if int(info.get("cluster_enabled", 0)):
             raise StoreMismatch(
                 f"redis.url is {self.display_url}, but that server is a Redis Cluster node "
