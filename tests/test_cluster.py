@@ -206,3 +206,13 @@ def test_cluster_url_on_a_plain_redis_exits_2_saying_so():
 def test_plain_url_on_a_cluster_node_exits_2_saying_so(cluster):
     line = refusal(serve(f"redis://127.0.0.1:{cluster.nodes[0].port}/0"))
     assert "is a Redis Cluster node" in line and "redis+cluster://" in line
+
+
+def test_cluster_check_flags_wait_replicas_above_the_replicas_there_are(cluster):
+    env = app_env(cluster.url, CHATAPP_REDIS_WAIT_REPLICAS="2")
+    result = run_cli("--config", str(ROOT / "config.yaml"), "check", env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "redis.wait_replicas is 2 but a primary has 1 replica(s)" in result.stdout
+    env = app_env(cluster.url, CHATAPP_REDIS_WAIT_REPLICAS="1")
+    result = run_cli("--config", str(ROOT / "config.yaml"), "check", env=env)
+    assert "wait_replicas" not in result.stdout
