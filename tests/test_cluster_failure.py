@@ -22,9 +22,11 @@ FAST = {
 }
 # Fan-out on the killed primary's shard must resume within this many seconds of
 # the SIGKILL: failure detection (cluster-node-timeout 1 s) + the replica's
-# election + (with wait_replicas 1) the old primary back as its replica + the
-# subscribers' re-homing.
-FAILOVER_BOUND = 10.0
+# election (measured 2.3-2.8 s) + (with wait_replicas 1) the old primary back
+# as its replica, synced (the new primary has no replica before: WAIT 1 cannot
+# succeed) + the subscribers' re-homing. Measured 3.7 s alone, 7.8 s with the
+# whole suite running on this 2-core machine.
+FAILOVER_BOUND = 15.0
 
 
 @pytest.fixture
