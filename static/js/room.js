@@ -329,7 +329,7 @@ async function goToMessage(id) {
       while (!messageItem(id) && olderHeld && oldestShownId() > id) {
         const before = oldestShownId();
         await loadOlder(Math.min(FILL_PAGE, before - id + 5));
-        if (oldestShownId() === before) break; // it failed: it says so
+        if (oldestShownId() === before) return; // it failed: the status says so
       }
     }
     li = messageItem(id);
