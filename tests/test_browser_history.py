@@ -17,7 +17,7 @@ import re
 
 import pytest
 
-from .browser import new_person
+from .browser import DESKTOP, SCREENSHOTS, new_person
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
@@ -192,6 +192,16 @@ async def test_a_search_result_opens_the_page_at_the_message_marked_with_the_fee
     assert await page.get_attribute("#room", "data-at") == "60"
     assert await marked(page) == [{"id": 60, "current": "true"}]
     assert await in_view(page, 60)
+    # The mark, light and dark: test-artifacts/screenshots/history-at-*.png.
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.locator("#log").screenshot(path=str(SCREENSHOTS / "history-at-light.png"))
+    dark = await browser.new_context(base_url=app.url, viewport=DESKTOP, color_scheme="dark")
+    await dark.add_cookies(await bea.context.cookies())
+    night = await dark.new_page()
+    await night.goto("/chat/at_room/?at=60")
+    await night.wait_for_selector('#log li.msg.target[data-id="60"]')
+    await night.locator("#log").screenshot(path=str(SCREENSHOTS / "history-at-dark.png"))
+    await dark.close()
 
     # The server rendered 35..85; the socket resumed after 85 and its frame
     # (the newest 50) said `more`: the rest came from the history API.
