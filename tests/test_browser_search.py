@@ -2,8 +2,7 @@
 results built as text, the status line, the keyboard, "only in this conversation",
 and a result opening the conversation at that message (`?at=ID`).
 
-The room page's scroll-back and the marked message come with the room page's
-rewrite; here the landing page is checked as the server rendered it.
+The landing page's marking, view and live feed: tests/test_browser_history.py.
 """
 
 from __future__ import annotations

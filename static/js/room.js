@@ -20,6 +20,17 @@
 // updates may repeat), and a reconnect resumes with ?after=<id>&rev=<rev>, so
 // the history frame's `updates` bring every change missed meanwhile.
 // Message text is rendered by markdown.js (DOM nodes, never HTML).
+//
+// History (PROTOCOL.md, "History and search"): the socket's first frame is
+// bounded; when it says `more` on a resume, the messages between what the page
+// held and the frame are fetched from the history API (newest page first,
+// each inserted in its place) while live ones keep arriving below: a "gap"
+// with its own marker in the log, filled over HTTP, so a socket that drops
+// meanwhile does not lose it. Reaching the top of the log (scrolling, Home,
+// PageUp) loads the previous page and keeps the first message in view where
+// it was; the top then says where the conversation begins. `?at=ID` opens the
+// page at that message, marked, without following the bottom; a reply whose
+// original is not on the page loads it (or opens the page at it).
 import {
   closePopup,
   confirmDelete,
@@ -54,7 +65,12 @@ const presenceEmpty = $("presence-empty");
 const context = $("composer-context");
 const contextText = $("composer-context-text");
 const contextCancel = $("composer-cancel");
+const olderStatus = $("older-status");
 const maxLength = Number(root.dataset.maxLength) || 4000;
+// The history API of this conversation: /api/chat/{room}/history or /api/dm/{username}/history.
+const historyPath = `${socketPath.replace(/^\/ws\//, "/api/")}history`;
+// `?at=ID`: the page opened at that message (the server rendered the ones around it).
+const atId = Number(root.dataset.at) || 0;
 // Superuser, or the owner of this private room: may delete anyone's message.
 const canModerate = root.dataset.canModerate === "1";
 // Lengths in code points, as the server counts them: an emoji is one
@@ -69,6 +85,12 @@ const OFFLINE_AFTER_ATTEMPTS = 6; // then the status says offline (still retryin
 const CONFIRM_TIMEOUT_MS = 10000;
 const REFUSED_AFTER = 2; // handshakes in a row the server says it refuses for this origin
 const QUOTE_CHARS = 100; // a reply's quote of its original: the first line, cut here
+const NEAR_TOP_PX = 64; // this close to the top: load the previous page
+const OLDER_PAGE = 50; // messages per scroll-back page
+const FILL_PAGE = 100; // messages per page when filling a gap (the API's most)
+const REACH_BACK = 300; // a reply's original at most this far back is loaded in place
+const FILL_RETRY_MS = 2000;
+const DEFERRED_MAX = 1000; // updates kept for messages not loaded yet
 
 let lastId = 0;
 let socket = null;
@@ -83,6 +105,18 @@ let refusals = 0; // failed handshakes in a row that /api/socket-check says were
 let rev = Number(root.dataset.rev) || 0; // the highest change number seen
 let mode = null; // the composer: null, {kind: "reply", id} or {kind: "edit", id, draft}
 const shown = new Map(); // id -> the message's present state, as last rendered
+// Updates about messages not on the page (yet): id -> the newest one, applied
+// when the message arrives from the history API with an older rev.
+const deferred = new Map();
+// Missing ranges being filled from the history API: ids low < id < high,
+// marked in the log by `el`; `older`: a start-over's, down to the oldest held.
+const gaps = [];
+let filling = false;
+let fillTimer = null;
+let olderHeld = root.dataset.hasMoreBefore === "1"; // older messages than the first shown are held
+let loadingOlder = null; // the scroll-back request on its way (one at a time)
+let connectedAfter = 0; // the ?after= of the present socket (0: none)
+let holdPosition = atId > 0; // ?at=: the first frame does not scroll to the bottom
 const reactionOrder = new Map(); // id -> its emoji in the order this page first saw them
 const isMine = (m) => m.username.toLowerCase() === me.toLowerCase();
 
@@ -104,11 +138,6 @@ function timeElement(ts) {
   return time;
 }
 
-function lastMessage() {
-  const items = log.querySelectorAll("li.msg");
-  return items.length ? items[items.length - 1] : null;
-}
-
 function el(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
@@ -123,16 +152,16 @@ function firstLine(text) {
   return chars.length > QUOTE_CHARS ? `${chars.slice(0, QUOTE_CHARS).join("")}…` : line;
 }
 
-function renderMessage(m) {
+// A message's item; `previous`: the item it follows (the same author within a
+// minute: grouped with it), or null.
+function renderMessage(m, previous) {
   const li = document.createElement("li");
   li.className = "msg" + (isMine(m) ? " mine" : "");
   li.dataset.id = String(m.id);
   li.dataset.user = m.username;
   li.dataset.ts = String(m.ts);
-  const previous = lastMessage();
   if (
-    previous &&
-    previous === log.lastElementChild &&
+    previous?.matches?.("li.msg") &&
     previous.dataset.user === m.username &&
     m.ts - Number(previous.dataset.ts) < GROUP_SECONDS
   ) {
@@ -140,6 +169,29 @@ function renderMessage(m) {
   }
   fillMessage(li, m);
   return li;
+}
+
+// Messages from the history API (oldest first), as items to insert after
+// `previous`: each in its present state (a newer update heard meanwhile wins).
+function renderBatch(messages, previous) {
+  const items = [];
+  for (let m of messages) {
+    const later = deferred.get(m.id);
+    deferred.delete(m.id);
+    if (later && (later.rev ?? 0) > (m.rev ?? 0)) m = later;
+    const li = renderMessage(m, items.at(-1) || previous);
+    items.push(li);
+  }
+  return items;
+}
+
+// After messages came in: replies on the page quoting one of them show it now.
+function linkQuotes(messages) {
+  for (const m of messages) {
+    for (const quote of log.querySelectorAll(`.reply-quote.is-missing[data-reply-to="${Number(m.id)}"]`)) {
+      quote.replaceWith(replyQuote(m.id));
+    }
+  }
 }
 
 // (Re)build what a message shows from its present state: author and time, the
@@ -179,15 +231,19 @@ function fillMessage(li, m) {
   prepareMessage(li);
 }
 
-// A reply's short quote of its original: a button to go there when it is on
-// the page; otherwise it says "an earlier message".
+// A reply's short quote of its original: a button to go there. When the
+// original is not on the page it says "an earlier message", and going there
+// loads it.
 function replyQuote(id) {
   const original = shown.get(id);
   if (!original) {
-    const missing = el("div", "reply-quote is-missing");
+    const missing = el("button", "reply-quote is-missing");
+    missing.type = "button";
     missing.dataset.replyTo = String(id);
+    missing.title = "Load and show the original message";
     missing.append(el("span", "reply-icon", "↪"), " Reply to an earlier message");
     missing.firstChild.setAttribute("aria-hidden", "true");
+    missing.addEventListener("click", () => goToMessage(id));
     return missing;
   }
   const quote = el("button", "reply-quote");
@@ -262,10 +318,27 @@ function messageItem(id) {
   return log.querySelector(`li.msg[data-id="${Number(id)}"]`);
 }
 
-// Scroll to a message on the page, focus it and light it up for a moment.
-function goToMessage(id) {
-  const li = messageItem(id);
-  if (!li) return;
+// Scroll to a message, focus it, mark it and light it up for a moment. One not
+// on the page is loaded first: by scrolling back when it is a few pages older
+// than the first shown, else by opening the page at it (`?at=`).
+async function goToMessage(id) {
+  let li = messageItem(id);
+  if (!li) {
+    const oldest = oldestShownId();
+    if (olderHeld && id < oldest && oldest - id <= REACH_BACK) {
+      while (!messageItem(id) && olderHeld && oldestShownId() > id) {
+        const before = oldestShownId();
+        await loadOlder(Math.min(FILL_PAGE, before - id + 5));
+        if (oldestShownId() === before) return; // it failed: the status says so
+      }
+    }
+    li = messageItem(id);
+    if (!li) {
+      location.assign(`${location.pathname}?at=${Number(id)}`);
+      return;
+    }
+  }
+  markTarget(li);
   li.scrollIntoView({ block: "center" });
   li.classList.remove("is-highlighted");
   void li.offsetWidth; // restart the animation
@@ -274,11 +347,30 @@ function goToMessage(id) {
   li.focus({ preventScroll: true });
 }
 
+// The message the page was opened at, or went to: marked (one at a time).
+function markTarget(li) {
+  for (const other of log.querySelectorAll("li.msg.target")) {
+    other.classList.remove("target");
+    other.removeAttribute("aria-current");
+  }
+  li.classList.add("target");
+  li.setAttribute("aria-current", "true");
+}
+
 // Apply a message's new state (an `update`, or a resume's `updates`): only a
-// newer rev than the one shown, so a repeated update changes nothing.
+// newer rev than the one shown, so a repeated update changes nothing. One not
+// on the page yet is kept for when it comes from the history API.
 function applyUpdate(m) {
   const old = shown.get(m.id);
-  if (!old || (old.rev != null && !(m.rev > old.rev))) return;
+  if (!old) {
+    if (m.id <= lastId && !((deferred.get(m.id)?.rev ?? -1) >= (m.rev ?? 0))) {
+      deferred.delete(m.id);
+      deferred.set(m.id, m);
+      if (deferred.size > DEFERRED_MAX) deferred.delete(deferred.keys().next().value);
+    }
+    return;
+  }
+  if (old.rev != null && !(m.rev > old.rev)) return;
   const li = messageItem(m.id);
   if (!li) return;
   if (popupIn(li)) closePopup({ restoreFocus: false });
@@ -319,11 +411,25 @@ function keepScroll(change) {
     log.scrollTop = log.scrollHeight;
     return;
   }
+  keepAnchor(change);
+}
+
+// The first message in view keeps its place on the screen across `change`.
+function keepAnchor(change) {
   const top = log.getBoundingClientRect().top;
   const anchor = [...log.querySelectorAll("li.msg")].find((li) => li.getBoundingClientRect().bottom > top);
   const before = anchor?.getBoundingClientRect().top;
   change();
   if (anchor?.isConnected) log.scrollTop += anchor.getBoundingClientRect().top - before;
+}
+
+function nearTop() {
+  return log.scrollTop < NEAR_TOP_PX;
+}
+
+function oldestShownId() {
+  const first = log.querySelector("li.msg");
+  return first ? Number(first.dataset.id) : 0;
 }
 
 function nearBottom() {
@@ -345,8 +451,7 @@ function addNotice(text) {
 
 // Append messages in id order, skipping any already shown. Returns false when
 // a gap shows that something was missed (the caller resumes from lastId).
-function appendMessages(messages, { live }) {
-  const follow = nearBottom();
+function appendMessages(messages, { live, follow = nearBottom() }) {
   let added = 0;
   for (const m of messages) {
     if (m.id <= lastId) {
@@ -356,13 +461,14 @@ function appendMessages(messages, { live }) {
     if (live && lastId > 0 && m.id > lastId + 1) return false;
     $("empty-log")?.remove();
     typingIn.stopped(m.username);
-    log.append(renderMessage(m));
+    log.append(renderMessage(m, log.lastElementChild));
     lastId = m.id;
     added += 1;
     if (m.username === me && m.client_id) confirmSent(m.client_id);
     if (live && m.username !== me) announce(m);
   }
   if (!added) return true;
+  linkQuotes(messages);
   const mineJustNow = messages.some((m) => m.username === me && live);
   if (follow || mineJustNow) {
     scrollToBottom();
@@ -434,17 +540,163 @@ function hydrate() {
   const dividerBefore = Number(root.dataset.dividerBefore) || 0;
   for (const m of messages) {
     if (divider && m.id === dividerBefore) log.append(divider);
-    log.append(renderMessage(m));
+    log.append(renderMessage(m, log.lastElementChild));
     lastId = Math.max(lastId, m.id);
   }
-  scrollToBottom();
-  if (divider?.isConnected) {
+  if (messages.length && !olderHeld) log.prepend(startMarker());
+  const target = atId ? messageItem(atId) : null;
+  if (target) {
+    // ?at=: that message in view, marked; the reader is not taken to the bottom.
+    markTarget(target);
+    target.scrollIntoView({ block: "center" });
+  } else if (atId) {
+    log.scrollTop = 0; // older than everything held: the oldest held are shown
+  } else {
+    scrollToBottom();
+  }
+  if (!atId && divider?.isConnected) {
     // More unread than fits: start at the divider rather than the bottom.
     const above = divider.getBoundingClientRect().top - log.getBoundingClientRect().top;
     if (above < 0) log.scrollTop += above - 8;
   }
   const names = [...presenceList.children].map((li) => (li.querySelector("bdi") || li).textContent);
   if (names.length) showPresence(names);
+}
+
+// -- history: gaps filled from the API, scroll-back ----------------------------------
+
+class HistoryError extends Error {
+  constructor(status) {
+    super(`history: ${status}`);
+    this.status = status;
+  }
+  // Logged out, no longer a member, a deleted room: asking again will not help.
+  get final() {
+    return this.status >= 400 && this.status < 500 && this.status !== 429;
+  }
+}
+
+// A page of held messages with ids below `before` (null: the newest), oldest first.
+async function fetchHistory(before, limit) {
+  const query = new URLSearchParams({ limit: String(limit) });
+  if (before != null && Number.isFinite(before)) query.set("before", String(before));
+  const response = await fetch(`${historyPath}?${query}`, {
+    headers: { Accept: "application/json" },
+    cache: "no-store",
+    redirect: "manual",
+  });
+  if (!response.ok) throw new HistoryError(response.status);
+  const page = await response.json().catch(() => {
+    throw new HistoryError(response.status);
+  });
+  return { messages: Array.isArray(page.messages) ? page.messages : [], more: Boolean(page.more) };
+}
+
+// The top of the log when nothing older is held.
+function startMarker() {
+  log.querySelector("li.log-start")?.remove();
+  const first = oldestShownId();
+  const text = first <= 1 ? "Beginning of the conversation" : "Older messages are no longer held";
+  const li = el("li", "notice log-start", text);
+  li.id = "log-start";
+  return li;
+}
+
+// Messages low < id < high are held but not shown: mark their place (just
+// before message `high`) and fill it.
+function openGap(low, high, older) {
+  const li = el("li", "notice gap", "Loading missed messages…");
+  const next = Number.isFinite(high) ? messageItem(high) : null;
+  keepScroll(() => (next ? next.before(li) : log.append(li)));
+  gaps.push({ low, high, older, el: li });
+  setState(state, state === "connected" ? undefined : statusEl.textContent);
+}
+
+// Fill the gaps, newest page first, each page in its place: over HTTP, so a
+// socket that drops meanwhile does not stop it. A failed request is tried
+// again a little later (and on the next history frame, or when back online).
+async function fillGaps() {
+  if (filling || stopped) return;
+  filling = true;
+  clearTimeout(fillTimer);
+  fillTimer = null;
+  try {
+    while (gaps.length) {
+      const gap = gaps[0];
+      const page = await fetchHistory(gap.high, FILL_PAGE);
+      if (gaps[0] !== gap) continue; // the log started over meanwhile
+      const fresh = page.messages.filter((m) => m.id > gap.low && m.id < gap.high && !shown.has(m.id));
+      if (fresh.length) {
+        keepScroll(() => {
+          gap.el.after(...renderBatch(fresh, null));
+          linkQuotes(fresh);
+        });
+      }
+      const first = page.messages.length ? page.messages[0].id : gap.low + 1;
+      gap.high = Math.min(gap.high, first);
+      if (!page.more || !page.messages.length || gap.high <= gap.low + 1) {
+        keepScroll(() => {
+          gap.el.remove();
+          if (gap.older) log.prepend(startMarker());
+        });
+        gaps.shift();
+        setState(state, state === "connected" ? undefined : statusEl.textContent);
+        markRead();
+      }
+    }
+  } catch (error) {
+    if (!(error instanceof HistoryError) && !(error instanceof TypeError)) throw error;
+    if (error.final) {
+      for (const gap of gaps) gap.el.textContent = "Some messages could not be loaded.";
+      gaps.length = 0;
+      setState(state, state === "connected" ? undefined : statusEl.textContent);
+    } else {
+      clearTimeout(fillTimer);
+      fillTimer = setTimeout(fillGaps, FILL_RETRY_MS);
+    }
+  } finally {
+    filling = false;
+  }
+}
+
+// At the top with older messages held: load the previous page.
+function maybeLoadOlder() {
+  if (olderHeld && !loadingOlder && nearTop()) loadOlder();
+}
+
+// Prepend the previous page (`limit` messages), the first message in view
+// staying where it was on the screen. One request at a time.
+function loadOlder(limit = OLDER_PAGE) {
+  if (loadingOlder) return loadingOlder;
+  const before = oldestShownId();
+  if (!olderHeld || !before) return Promise.resolve();
+  olderStatus.textContent = "Loading older messages…";
+  olderStatus.classList.remove("is-error");
+  olderStatus.hidden = false;
+  loadingOlder = (async () => {
+    try {
+      const page = await fetchHistory(before, limit);
+      if (oldestShownId() !== before) return; // the log started over meanwhile
+      const fresh = page.messages.filter((m) => m.id < before && !shown.has(m.id));
+      olderHeld = page.more && fresh.length > 0;
+      keepAnchor(() => {
+        log.prepend(...renderBatch(fresh, null));
+        linkQuotes(fresh);
+        if (!olderHeld) log.prepend(startMarker());
+      });
+      olderStatus.hidden = true;
+      olderStatus.textContent = "";
+    } catch (error) {
+      if (!(error instanceof HistoryError) && !(error instanceof TypeError)) throw error;
+      olderStatus.textContent = "Could not load older messages: scroll up to try again.";
+      olderStatus.classList.add("is-error");
+    } finally {
+      loadingOlder = null;
+    }
+    // Still at the top (a short page, or a log that does not scroll): the next one.
+    if (olderHeld && log.scrollHeight <= log.clientHeight) setTimeout(maybeLoadOlder, 0);
+  })();
+  return loadingOlder;
 }
 
 // -- connection state --------------------------------------------------------------
@@ -460,7 +712,8 @@ const STATUS_TEXT = {
 function setState(next, text) {
   state = next;
   statusEl.dataset.state = next;
-  statusEl.textContent = text || STATUS_TEXT[next];
+  statusEl.dataset.filling = gaps.length ? "1" : "";
+  statusEl.textContent = text || (next === "connected" && gaps.length ? "Loading missed messages…" : STATUS_TEXT[next]);
   retryButton.hidden = !(next === "reconnecting" || next === "offline") || stopped;
   updateComposer();
 }
@@ -484,6 +737,7 @@ function url() {
   // sidebar=1: this page shows the person's conversations, so the socket
   // follows them (activity frames for messages elsewhere).
   // &rev=: the changes to shown messages since then come in the history frame.
+  connectedAfter = lastId;
   const after = lastId > 0 ? `&after=${lastId}&rev=${rev}` : "";
   return `${scheme}://${location.host}${socketPath}?sidebar=1${after}`;
 }
@@ -525,20 +779,41 @@ function markRead() {
   if (readTimer || document.visibilityState !== "visible") return;
   readTimer = setTimeout(() => {
     readTimer = null;
-    if (socket && socket.readyState === WebSocket.OPEN && lastId > readSent) {
-      readSent = lastId;
+    const seen = readUpTo();
+    if (socket && socket.readyState === WebSocket.OPEN && seen > readSent) {
+      readSent = seen;
       readAt = Date.now();
-      socket.send(JSON.stringify({ type: "read", id: lastId }));
+      socket.send(JSON.stringify({ type: "read", id: seen }));
     }
   }, Math.max(0, readAt + 1000 - Date.now()));
 }
 document.addEventListener("visibilitychange", markRead);
+
+// The newest message the reader has been shown: all of them when the log is at
+// the bottom, else the newest one in view (a page opened at an older message,
+// or scrolled up). Never past a gap still being filled: its messages are not
+// shown yet.
+function readUpTo() {
+  let seen = lastId;
+  if (!nearBottom()) {
+    seen = 0;
+    const bottom = log.getBoundingClientRect().bottom;
+    for (const li of log.querySelectorAll("li.msg")) {
+      if (li.getBoundingClientRect().top >= bottom) break;
+      seen = Number(li.dataset.id);
+    }
+  }
+  for (const gap of gaps) if (!gap.older) seen = Math.min(seen, gap.low);
+  return seen;
+}
 
 function handleFrame(ws, frame) {
   // Every frame, for the page's other modules (sidebar.js: unread, notify, read).
   document.dispatchEvent(new CustomEvent("chatapp:frame", { detail: frame }));
   if (frame.type === "history") {
     rev = Math.max(rev, Number(frame.rev) || 0);
+    const after = connectedAfter;
+    const messages = frame.messages || [];
     if (frame.truncated) {
       // Older messages than the history holds were missed: start again from it.
       closePopup({ restoreFocus: false });
@@ -546,11 +821,25 @@ function handleFrame(ws, frame) {
       lastId = 0;
       shown.clear();
       reactionOrder.clear();
+      deferred.clear();
+      gaps.length = 0; // a fill on its way sees its gap gone
+      olderHeld = false; // the older ones held come as this frame's gap (if any)
       addNotice("Some messages were missed while you were away; showing the latest ones.");
     }
     // What changed while away, then what is new.
     if (frame.updates?.length) keepScroll(() => frame.updates.forEach(applyUpdate));
-    appendMessages(frame.messages, { live: false });
+    appendMessages(messages, { live: false, follow: !holdPosition && nearBottom() });
+    holdPosition = false;
+    if (frame.more && (after > 0 || frame.truncated)) {
+      // Held messages between what the page had and this frame were left out:
+      // fetch them (newest page first) into their place.
+      const high = messages.length ? messages[0].id : Infinity;
+      openGap(frame.truncated ? 0 : after, high, frame.truncated);
+    } else if (frame.more) {
+      olderHeld = true; // a first visit: older ones come by scrolling back
+    } else if (frame.truncated && messages.length) {
+      log.prepend(startMarker());
+    }
     if (frame.truncated) scrollToBottom();
     markRead();
     attempt = 0;
@@ -562,6 +851,7 @@ function handleFrame(ws, frame) {
     } else if (help.dataset.reason === "connection") {
       setHelp("");
     }
+    fillGaps();
   } else if (frame.type === "message") {
     if (!appendMessages([frame], { live: true })) ws.close(4000, "gap: resuming");
     else markRead();
@@ -929,6 +1219,14 @@ log.addEventListener("scroll", () => {
     unseen = 0;
     pill.hidden = true;
   }
+  maybeLoadOlder();
+  markRead();
+});
+
+// Home and PageUp in the log reach the top (actions.js moves the focus, the
+// browser scrolls): load from there, even when the log is already at the top.
+log.addEventListener("keydown", (event) => {
+  if (event.key === "Home" || event.key === "PageUp") requestAnimationFrame(maybeLoadOlder);
 });
 
 pill.addEventListener("click", () => {
@@ -944,6 +1242,7 @@ retryButton.addEventListener("click", () => {
 window.addEventListener("online", () => {
   if (stopped) return;
   attempt = 0;
+  fillGaps();
   if (socket?.readyState === WebSocket.OPEN) setState("connected"); // it outlived the outage
   else connect();
 });
@@ -963,8 +1262,9 @@ window.addEventListener("pagehide", () => {
     // Leaving within the second a read was due in: say it now.
     clearTimeout(readTimer);
     readTimer = null;
-    if (socket?.readyState === WebSocket.OPEN && lastId > readSent) {
-      socket.send(JSON.stringify({ type: "read", id: lastId }));
+    const seen = readUpTo();
+    if (socket?.readyState === WebSocket.OPEN && seen > readSent) {
+      socket.send(JSON.stringify({ type: "read", id: seen }));
     }
   }
   socket?.close(1000, "leaving");
@@ -980,6 +1280,7 @@ window.addEventListener("pageshow", (event) => {
 });
 
 hydrate();
+if (olderHeld && log.scrollHeight <= log.clientHeight) maybeLoadOlder();
 input.disabled = false;
 setState("connecting");
 if (document.activeElement === document.body || document.activeElement === null) input.focus();
