@@ -27,6 +27,7 @@ from chatapp.chat.control import (
     CloseUser,
 )
 from chatapp.chat.rooms import RoomDirectory
+from chatapp.i18n import _
 from chatapp.store.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -71,13 +72,13 @@ class AdminActions:
     async def _user(self, name: str) -> User:
         user = await self._accounts.get(name)
         if user is None:
-            raise NotFound(f"There is no user named {name!r}.")
+            raise NotFound(_("There is no user named {name}.").format(name=repr(name)))
         return user
 
     async def _set(self, name: str, flag: str, value: bool) -> User:
         user = await self._user(name)
         if not await self._accounts.set_flag_guarded(user.username, flag, value):
-            raise NotFound(f"There is no user named {name!r}.")
+            raise NotFound(_("There is no user named {name}.").format(name=repr(name)))
         return user
 
     async def _log_out_everywhere(self, username: str, reason: str) -> int:
@@ -154,7 +155,7 @@ class AdminActions:
         the history; sockets still there after the wait are closed again.
         """
         if not await self._directory.exists(room):
-            raise NotFound(f"There is no room named {room!r}.")
+            raise NotFound(_("There is no room named {room}.").format(room=repr(room)))
         event = CloseRoom(room, ROOM_DELETED)
         await control.publish(self._redis, event)
         present = await self._wait_until_empty(room, wait)

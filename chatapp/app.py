@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp_session import session_middleware
 from redis.exceptions import RedisError
 
+from chatapp import i18n
 from chatapp.accounts import csrf
 from chatapp.accounts.demo import DemoPasswords
 from chatapp.accounts.sessions import SignedRedisStorage
@@ -55,6 +56,7 @@ from chatapp.web import (
     chat_socket,
     conversation_pages,
     history_pages,
+    languages,
     middlewares,
     ops,
     pages,
@@ -212,6 +214,7 @@ def create_app(config: Config, *, workers: int = 1) -> web.Application:
     app = web.Application(
         middlewares=[
             middlewares.socket_gate,
+            languages.middleware,
             middlewares.error_pages,
             session_middleware(storage),
             middlewares.auth,
@@ -241,11 +244,16 @@ def create_app(config: Config, *, workers: int = 1) -> web.Application:
         chat.directory,
         session_cookie_name=config.session.cookie_name,
     )
-    aiohttp_jinja2.setup(
+    env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(str(find_dir("templates"))),
         autoescape=True,
         context_processors=[pages.template_context],
+        extensions=["jinja2.ext.i18n"],
+    )
+    # The request's language, read from the ContextVar set by languages.middleware.
+    env.install_gettext_callables(
+        i18n.gettext, i18n.ngettext, newstyle=True, pgettext=i18n.pgettext
     )
     app.cleanup_ctx.extend([_store, _sessions, _accounts, _chat])
     app.on_startup.append(_started(workers))
@@ -265,5 +273,6 @@ def create_app(config: Config, *, workers: int = 1) -> web.Application:
     app.add_routes(admin_pages.routes)
     app.add_routes(account_pages.routes)
     app.add_routes(ops.routes)
+    app.add_routes(languages.routes)
     app.router.add_static("/static/", find_dir("static"), name="static", append_version=False)
     return app

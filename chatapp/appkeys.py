@@ -33,3 +33,6 @@ rooms_key = web.AppKey("rooms", RoomDirectory)
 
 # The logged-in user of this request (None when anonymous), set by the auth middleware.
 user_key: web.RequestKey[User | None] = web.RequestKey("user", User | None)  # type: ignore[arg-type]
+
+# The language this request speaks ("en", "ru"), set by chatapp.web.languages.middleware.
+lang_key: web.RequestKey[str] = web.RequestKey("lang", str)

@@ -18,6 +18,8 @@ from importlib import resources
 
 import bcrypt
 
+from chatapp.i18n import _, ngettext
+
 MIN_LENGTH = 8
 MAX_BYTES = 72  # bcrypt ignores (bcrypt 5: refuses) anything past 72 bytes
 MAX_SIMILARITY = 0.7
@@ -48,22 +50,27 @@ def password_problems(password: str, password2: str | None, username: str) -> li
     problems = []
     if len(password) < MIN_LENGTH:
         problems.append(
-            f"This password is too short. It must contain at least {MIN_LENGTH} characters."
+            ngettext(
+                "This password is too short. It must contain at least {n} character.",
+                "This password is too short. It must contain at least {n} characters.",
+                MIN_LENGTH,
+            ).format(n=MIN_LENGTH)
         )
     size = len(password.encode("utf-8"))
     if size > MAX_BYTES:
         problems.append(
-            f"This password is too long: at most {MAX_BYTES} bytes once encoded "
-            f"(this one is {size})."
+            _(
+                "This password is too long: at most {max} bytes once encoded (this one is {size})."
+            ).format(max=MAX_BYTES, size=size)
         )
     if password.isdigit():
-        problems.append("This password is entirely numeric.")
+        problems.append(_("This password is entirely numeric."))
     if password.lower().strip() in common_passwords():
-        problems.append("This password is too common.")
+        problems.append(_("This password is too common."))
     if username and _too_similar(password, username):
-        problems.append("The password is too similar to the username.")
+        problems.append(_("The password is too similar to the username."))
     if password2 is not None and password != password2:
-        problems.append("The two password fields didn't match.")
+        problems.append(_("The two password fields didn't match."))
     return problems
 
 

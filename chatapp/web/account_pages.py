@@ -40,7 +40,8 @@ from chatapp.accounts.users import User
 from chatapp.appkeys import accounts_key, admin_key, store_key, throttle_key, user_key
 from chatapp.chat import control
 from chatapp.chat.control import LOGGED_OUT, CloseSessions
-from chatapp.web.pages import address_of
+from chatapp.i18n import N_, gettext, ngettext
+from chatapp.web.pages import address_of, login_refused
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -48,9 +49,9 @@ routes = web.RouteTableDef()
 FLASH = "account_flash"
 HANDLE_PURPOSE = "session-handle"
 HANDLE_RE = re.compile(r"[0-9a-f]{32}")
-WRONG_PASSWORD = "Your current password was not correct."  # noqa: S105
-SAME_PASSWORD = "The new password must differ from the current one."  # noqa: S105
-BUSY = "The server is busy. Try again in a few seconds."
+WRONG_PASSWORD = N_("Your current password was not correct.")
+SAME_PASSWORD = N_("The new password must differ from the current one.")
+BUSY = N_("The server is busy. Try again in a few seconds.")
 PASSWORD_RENEWED = "password changed"  # noqa: S105 (a close reason)
 
 
@@ -71,6 +72,7 @@ def _handle(request: web.Request, session_id: str) -> str:
 
 
 def _ended(count: int) -> str:
+    """For the audit log (English)."""
     if count == 0:
         return "No other session was open."
     return (
@@ -78,6 +80,15 @@ def _ended(count: int) -> str:
         if count == 1
         else (f"{count} other sessions were signed out.")
     )
+
+
+def _ended_shown(count: int) -> str:
+    """`_ended` in the request's language."""
+    if count == 0:
+        return gettext("No other session was open.")
+    return ngettext(
+        "{n} other session was signed out.", "{n} other sessions were signed out.", count
+    ).format(n=count)
 
 
 async def _close(request: web.Request, session_ids, reason: str = LOGGED_OUT) -> None:
@@ -117,17 +128,17 @@ async def change_password(request: web.Request) -> web.Response:
     signins = request.app[admin_key].signins
     errors: dict[str, list[str]] = {}
     if not current:
-        errors["current_password"] = ["Enter your current password."]
+        errors["current_password"] = [gettext("Enter your current password.")]
     if not password:
-        errors["password"] = ["Enter a new password."]
+        errors["password"] = [gettext("Enter a new password.")]
     else:
         problems = password_problems(password, None, me.username)
         if problems:
             errors["password"] = problems
         elif password == current:
-            errors["password"] = [SAME_PASSWORD]
+            errors["password"] = [gettext(SAME_PASSWORD)]
         if password != password2:
-            errors["password2"] = ["The two password fields didn't match."]
+            errors["password2"] = [gettext("The two password fields didn't match.")]
     if errors:
         return _password_page(request, 400, errors)
 
@@ -136,18 +147,18 @@ async def change_password(request: web.Request) -> web.Response:
     verdict = await throttle.attempt(me.username, address)
     if not verdict.allowed:
         await signins.event(audit.LOGIN_THROTTLED, me.username, address, "changing the password")
-        response = _password_page(request, 429, {"__all__": [verdict.message]})
+        response = _password_page(request, 429, {"__all__": [login_refused(verdict.minutes)]})
         response.headers["Retry-After"] = str(verdict.retry_after)
         return response
     accounts = request.app[accounts_key]
     if await accounts.authenticate(me.username, current) is None:
         await signins.event(audit.PASSWORD_CHANGE_FAILED, me.username, address, WRONG_PASSWORD)
-        return _password_page(request, 400, {"current_password": [WRONG_PASSWORD]})
+        return _password_page(request, 400, {"current_password": [gettext(WRONG_PASSWORD)]})
     await throttle.succeeded(me.username, address)
     try:
         await accounts.set_password(me.username, password)
     except Busy:
-        response = _password_page(request, 503, {"__all__": [BUSY]})
+        response = _password_page(request, 503, {"__all__": [gettext(BUSY)]})
         response.headers["Retry-After"] = "5"
         return response
 
@@ -166,7 +177,9 @@ async def change_password(request: web.Request) -> web.Response:
     log.info(
         "password of %s changed from %s; %d other session(s) ended", me.username, address, ended
     )
-    await _flash(request, f"Your password was changed. {_ended(ended)}")
+    await _flash(
+        request, gettext("Your password was changed. {ended}").format(ended=_ended_shown(ended))
+    )
 
 
 # -- your sessions --------------------------------------------------------------------
@@ -220,7 +233,7 @@ async def end_others(request: web.Request) -> web.Response:
     await request.app[admin_key].signins.event(
         audit.OTHER_SESSIONS_ENDED, me.username, address, _ended(ended)
     )
-    await _flash(request, _ended(ended))
+    await _flash(request, _ended_shown(ended))
 
 
 @routes.post(r"/account/sessions/{handle}/end")
@@ -233,7 +246,7 @@ async def end_one(request: web.Request) -> web.Response:
             if hmac.compare_digest(_handle(request, info.id), handle):
                 target = info
     if target is None:
-        raise web.HTTPNotFound(text="You have no such session: it may have ended already.")
+        raise web.HTTPNotFound(text=gettext("You have no such session: it may have ended already."))
     session = await get_session(request)
     address = address_of(request)
     detail = f"{target.browser} from {target.address}"
@@ -249,8 +262,10 @@ async def end_one(request: web.Request) -> web.Response:
     await _close(request, [target.id])
     await signins.event(audit.SESSION_ENDED, me.username, address, detail)
     message = (
-        f"Signed out {target.browser} ({target.address})."
+        gettext("Signed out {browser} ({address}).").format(
+            browser=target.browser, address=target.address
+        )
         if ended
-        else ("That session had already ended.")
+        else gettext("That session had already ended.")
     )
     await _flash(request, message)

@@ -27,7 +27,8 @@ from chatapp.appkeys import (
 )
 from chatapp.chat.conversations import DM_RE
 from chatapp.chat.presence import online_users
-from chatapp.names import ROOM_RULE, USERNAME_RULE, room_problem, username_problem
+from chatapp.i18n import N_, _, ngettext
+from chatapp.names import room_problem, room_rule, username_problem, username_rule
 from chatapp.web.params import whole_number
 
 routes = web.RouteTableDef()
@@ -40,24 +41,27 @@ PAGE_PARAMS = ("q", "page", "rq", "rpage")
 FLASH = "admin_flash"
 
 DONE = {
-    "disable": "Disabled {name}: {ended}, their sockets closed.",
-    "logout": "Logged {name} out everywhere: {ended}, their sockets closed.",
-    "enable": "Enabled {name}: they can log in again.",
-    "grant": "{name} is now a superuser.",
-    "revoke": "{name} is no longer a superuser.",
+    "disable": N_("Disabled {name}: {ended}, their sockets closed."),
+    "logout": N_("Logged {name} out everywhere: {ended}, their sockets closed."),
+    "enable": N_("Enabled {name}: they can log in again."),
+    "grant": N_("{name} is now a superuser."),
+    "revoke": N_("{name} is no longer a superuser."),
 }
 LAST_SUPERUSER = {
-    "disable": "{name} is the last superuser and cannot be disabled: "
-    "make another user a superuser first.",
-    "revoke": "{name} is the last superuser and cannot lose superuser rights: "
-    "make another user a superuser first.",
+    "disable": N_(
+        "{name} is the last superuser and cannot be disabled: make another user a superuser first."
+    ),
+    "revoke": N_(
+        "{name} is the last superuser and cannot lose superuser rights: "
+        "make another user a superuser first."
+    ),
 }
 
 
 def require_superuser(request: web.Request) -> User:
     user = request[user_key]
     if user is None or not user.is_superuser:
-        raise web.HTTPForbidden(text="Only superusers may use the admin pages.")
+        raise web.HTTPForbidden(text=_("Only superusers may use the admin pages."))
     return user
 
 
@@ -195,8 +199,8 @@ async def _done(request: web.Request, message: str) -> web.Response:
 
 def _ended(count: int) -> str:
     if count == 0:
-        return "no session was open"
-    return "1 session ended" if count == 1 else f"{count} sessions ended"
+        return _("no session was open")
+    return ngettext("{n} session ended", "{n} sessions ended", count).format(n=count)
 
 
 @routes.post(r"/admin/users/{name}/{action:disable|enable|grant|revoke|logout}")
@@ -204,7 +208,9 @@ async def user_action(request: web.Request) -> web.Response:
     me = require_superuser(request)
     name, action = request.match_info["name"], request.match_info["action"]
     if username_problem(name):
-        raise web.HTTPNotFound(text=f"There is no such user: usernames are {USERNAME_RULE}")
+        raise web.HTTPNotFound(
+            text=_("There is no such user: usernames are {rule}").format(rule=username_rule())
+        )
     admin = request.app[admin_key]
     act = {
         "disable": admin.disable_user,
@@ -218,9 +224,9 @@ async def user_action(request: web.Request) -> web.Response:
     except NotFound as exc:
         raise web.HTTPNotFound(text=str(exc)) from None
     except LastSuperuser:
-        return await _admin_page(request, 400, LAST_SUPERUSER[action].format(name=name))
+        return await _admin_page(request, 400, _(LAST_SUPERUSER[action]).format(name=name))
     user, ended = done if isinstance(done, tuple) else (done, 0)
-    return await _done(request, DONE[action].format(name=user.username, ended=_ended(ended)))
+    return await _done(request, _(DONE[action]).format(name=user.username, ended=_ended(ended)))
 
 
 @routes.post(r"/admin/rooms/{room}/delete")
@@ -228,11 +234,14 @@ async def delete_room(request: web.Request) -> web.Response:
     me = require_superuser(request)
     room = request.match_info["room"]
     if room_problem(room) and not DM_RE.fullmatch(room):
-        raise web.HTTPNotFound(text=f"There is no such room: room names are {ROOM_RULE}")
+        raise web.HTTPNotFound(
+            text=_("There is no such room: room names are {rule}").format(rule=room_rule())
+        )
     try:
         await request.app[admin_key].delete_room(me.username, room)
     except NotFound as exc:
         raise web.HTTPNotFound(text=str(exc)) from None
     return await _done(
-        request, f"Deleted room {room}: its sockets are closed and its history is gone."
+        request,
+        _("Deleted room {room}: its sockets are closed and its history is gone.").format(room=room),
     )

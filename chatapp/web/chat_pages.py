@@ -11,7 +11,8 @@ from aiohttp import web
 
 from chatapp.appkeys import accounts_key, chat_key, config_key, rooms_key, user_key
 from chatapp.chat.conversations import Conversation, NameTaken, dm_name
-from chatapp.names import ROOM_RE, ROOM_RULE, USERNAME_RE, room_problem
+from chatapp.i18n import _, ngettext
+from chatapp.names import ROOM_RE, USERNAME_RE, room_problem, room_rule
 from chatapp.web.params import whole_number
 
 routes = web.RouteTableDef()
@@ -74,7 +75,7 @@ async def _rooms_page(request: web.Request, status: int = 200, **context) -> web
         {"name": r.name, "count": r.count, "last_activity_text": _ago(r.last_activity)}
         for r in rooms
     ]
-    context["room_rule"] = ROOM_RULE
+    context["room_rule"] = room_rule()
     return aiohttp_jinja2.render_template("rooms.html", request, context, status=status)
 
 
@@ -101,17 +102,20 @@ async def enter_room(request: web.Request) -> web.Response:
         return _rooms_page(request, status=status, **context)
 
     quota = request.app[config_key].chat.rooms_per_hour
-    over_quota = (
-        f"You have reached the limit of {quota} new rooms per hour: "
-        "join an existing room, or try again later."
-    )
+    over_quota = ngettext(
+        "You have reached the limit of {n} new room per hour: "
+        "join an existing room, or try again later.",
+        "You have reached the limit of {n} new rooms per hour: "
+        "join an existing room, or try again later.",
+        quota,
+    ).format(n=quota)
     if known is None and not await directory.can_create(me):
         return await refuse(429, over_quota)
     conversations = request.app[chat_key].conversations
     if private:
         # Names are unique across kinds; the answer names the room as typed, so
         # it does not tell how a private room of others is spelled.
-        taken = f"A room named {name} exists already: choose another name."
+        taken = _("A room named {name} exists already: choose another name.").format(name=name)
         if known is not None or await directory.claim(name) != name:
             return await refuse(400, taken)
         if not await directory.take_creation(me):
@@ -132,11 +136,13 @@ async def enter_room(request: web.Request) -> web.Response:
 async def room_page(request: web.Request) -> web.Response:
     name = request.match_info["room"]
     if not ROOM_RE.fullmatch(name):
-        raise web.HTTPNotFound(text=f"There is no room here: room names are {ROOM_RULE}")
+        raise web.HTTPNotFound(
+            text=_("There is no room here: room names are {rule}").format(rule=room_rule())
+        )
     me = request[user_key].username
     conversation = await request.app[chat_key].conversations.find_readable(name, me)
     if conversation is None:  # a private room of others: none to them, in any casing
-        raise web.HTTPNotFound(text="There is no room here.")
+        raise web.HTTPNotFound(text=_("There is no room here."))
     if conversation.name != name:  # names are unique regardless of case
         query = f"?{request.query_string}" if request.query_string else ""
         raise web.HTTPFound(f"/chat/{conversation.name}/{query}")
@@ -157,7 +163,7 @@ async def readable_room(request: web.Request, name: str) -> Conversation:
         name, request[user_key].username
     )
     if conversation is None:
-        raise web.HTTPNotFound(text="There is no room here.")
+        raise web.HTTPNotFound(text=_("There is no room here."))
     return conversation
 
 
@@ -166,9 +172,9 @@ async def dm_peer_of(request: web.Request):
     name = request.match_info["username"]
     peer = await request.app[accounts_key].get(name) if USERNAME_RE.fullmatch(name) else None
     if peer is None:
-        raise web.HTTPNotFound(text="There is no user by that name.")
+        raise web.HTTPNotFound(text=_("There is no user by that name."))
     if peer.disabled:
-        raise web.HTTPForbidden(text="This account is disabled: it cannot receive messages.")
+        raise web.HTTPForbidden(text=_("This account is disabled: it cannot receive messages."))
     return peer
 
 
@@ -182,7 +188,7 @@ async def conversation_page(
     if "at" in request.query:
         at = whole_number(request.query["at"])
         if at is None:
-            raise web.HTTPBadRequest(text="at must be a message id (a whole number).")
+            raise web.HTTPBadRequest(text=_("at must be a message id (a whole number)."))
     if at is None:
         page = await chat.broker.page(name, None, count)
     else:

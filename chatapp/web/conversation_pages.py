@@ -14,6 +14,7 @@ from chatapp.appkeys import accounts_key, chat_key, store_key, user_key
 from chatapp.chat import control, frames
 from chatapp.chat.control import REMOVED, CloseMember, ToPerson
 from chatapp.chat.conversations import Conversation
+from chatapp.i18n import _
 from chatapp.names import ROOM_RE, USERNAME_RE
 from chatapp.web.chat_pages import conversation_page, readable_room
 
@@ -23,17 +24,17 @@ routes = web.RouteTableDef()
 async def _private_room(request: web.Request) -> Conversation:
     name = request.match_info["room"]
     if not ROOM_RE.fullmatch(name):
-        raise web.HTTPNotFound(text="There is no room here.")
+        raise web.HTTPNotFound(text=_("There is no room here."))
     conversation = await readable_room(request, name)
     if conversation.kind != "private":
-        raise web.HTTPNotFound(text="Only private rooms have members to manage.")
+        raise web.HTTPNotFound(text=_("Only private rooms have members to manage."))
     return conversation
 
 
 def _require_manager(request: web.Request, conversation: Conversation) -> User:
     me = request[user_key]
     if not (me.is_superuser or me.username.lower() == conversation.owner):
-        raise web.HTTPForbidden(text="Only the room's owner or a superuser manages its members.")
+        raise web.HTTPForbidden(text=_("Only the room's owner or a superuser manages its members."))
     return me
 
 
@@ -62,12 +63,18 @@ async def add_member(request: web.Request) -> web.Response:
     name = name.strip() if isinstance(name, str) else ""
     user = await request.app[accounts_key].get(name) if USERNAME_RE.fullmatch(name) else None
     if user is None:
-        return await _form_error(request, conversation, f"There is no user named {name!r}.")
+        return await _form_error(
+            request, conversation, _("There is no user named {name}.").format(name=repr(name))
+        )
     if user.disabled:
-        return await _form_error(request, conversation, f"{user.username}'s account is disabled.")
+        return await _form_error(
+            request, conversation, _("{name}'s account is disabled.").format(name=user.username)
+        )
     chat = request.app[chat_key]
     if not await chat.conversations.add_member(conversation.name, user.username):
-        return await _form_error(request, conversation, f"{user.username} is a member already.")
+        return await _form_error(
+            request, conversation, _("{name} is a member already.").format(name=user.username)
+        )
     await _tell(request, _changed(user.username, conversation.name))
     raise web.HTTPFound(f"/chat/{conversation.name}/")
 
@@ -79,11 +86,11 @@ async def remove_member(request: web.Request) -> web.Response:
     name = request.match_info["name"].lower()
     if name == conversation.owner:
         return await _form_error(
-            request, conversation, "The owner cannot be removed: delete the room instead."
+            request, conversation, _("The owner cannot be removed: delete the room instead.")
         )
     chat = request.app[chat_key]
     if not await chat.conversations.remove_member(conversation.name, name):
-        raise web.HTTPNotFound(text=f"{name} is not a member of this room.")
+        raise web.HTTPNotFound(text=_("{name} is not a member of this room.").format(name=name))
     # Their sockets on the room close everywhere, and their sidebars stop following it.
     await _tell(request, CloseMember(conversation.name, name, REMOVED))
     raise web.HTTPFound(f"/chat/{conversation.name}/")
@@ -95,7 +102,7 @@ async def leave_room(request: web.Request) -> web.Response:
     me = request[user_key].username
     if me.lower() == conversation.owner:
         return await _form_error(
-            request, conversation, "You own this room: the owner cannot leave it."
+            request, conversation, _("You own this room: the owner cannot leave it.")
         )
     await request.app[chat_key].conversations.remove_member(conversation.name, me)
     await _tell(request, CloseMember(conversation.name, me.lower(), "left the room"))
@@ -106,7 +113,7 @@ async def leave_room(request: web.Request) -> web.Response:
 async def members_json(request: web.Request) -> web.Response:
     name = request.match_info["room"]
     if not ROOM_RE.fullmatch(name):
-        raise web.HTTPNotFound(text="There is no room here.")
+        raise web.HTTPNotFound(text=_("There is no room here."))
     conversation = await readable_room(request, name)
     chat = request.app[chat_key]
     if conversation.kind != "private":

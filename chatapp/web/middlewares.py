@@ -12,9 +12,11 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp_session import get_session
 from redis.exceptions import RedisError
 
+from chatapp import i18n
 from chatapp.accounts import csrf as csrf_tokens
 from chatapp.accounts.sessions import SEEN_EVERY, end_session, storage_of
 from chatapp.appkeys import accounts_key, config_key, session_storage_key, user_key
+from chatapp.i18n import N_, _
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +41,22 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 
+# Translated where shown (`error_page`), in the request's language.
 ERROR_TEXTS = {
-    400: ("Bad request", "The request could not be understood."),
-    403: ("Forbidden", "You are not allowed to see this page."),
-    404: ("Page not found", "There is nothing at this address."),
-    405: ("Method not allowed", "This page does not accept that kind of request."),
-    413: ("Too large", "The request was too large."),
-    429: ("Too many requests", "Slow down and try again in a little while."),
-    500: ("Something went wrong", "The server hit an error. It has been logged; try again."),
-    503: ("Unavailable", "The chat cannot reach its data store right now. Try again shortly."),
+    400: (N_("Bad request"), N_("The request could not be understood.")),
+    403: (N_("Forbidden"), N_("You are not allowed to see this page.")),
+    404: (N_("Page not found"), N_("There is nothing at this address.")),
+    405: (N_("Method not allowed"), N_("This page does not accept that kind of request.")),
+    413: (N_("Too large"), N_("The request was too large.")),
+    429: (N_("Too many requests"), N_("Slow down and try again in a little while.")),
+    500: (
+        N_("Something went wrong"),
+        N_("The server hit an error. It has been logged; try again."),
+    ),
+    503: (
+        N_("Unavailable"),
+        N_("The chat cannot reach its data store right now. Try again shortly."),
+    ),
 }
 
 
@@ -86,11 +95,11 @@ def _behind_login(request: web.Request) -> bool:
 
 
 def error_page(request: web.Request, status: int, detail: str | None = None) -> web.Response:
-    title, text = ERROR_TEXTS.get(status, ("Error", "The request failed."))
+    title, text = ERROR_TEXTS.get(status, (N_("Error"), N_("The request failed.")))
     response = aiohttp_jinja2.render_template(
         "error.html",
         request,
-        {"status": status, "title": title, "text": detail or text},
+        {"status": status, "title": _(title), "text": detail or _(text), "lang": i18n.current()},
         status=status,
     )
     return response
@@ -202,7 +211,7 @@ async def auth(request: web.Request, handler):
     user = request[user_key] = await _session_user(request)
     if user is None and _needs_login(request.path):
         if request.path.startswith(("/ws/", "/api/")):
-            raise web.HTTPForbidden(text="Log in first.")
+            raise web.HTTPForbidden(text=_("Log in first."))
         if request.method == "GET":
             raise web.HTTPFound(f"/login/?next={quote(request.path_qs, safe='/')}")
         raise web.HTTPFound("/login/")
@@ -228,7 +237,9 @@ async def csrf(request: web.Request, handler):
         return error_page(
             request,
             413,
-            f"The request was too large: a form may send at most {MAX_BODY // 1024} KiB.",
+            _("The request was too large: a form may send at most {size} KiB.").format(
+                size=MAX_BODY // 1024
+            ),
         )
     except (ValueError, HttpProcessingError, web.HTTPException):
         # Not a readable form (a malformed multipart part raises InvalidHeader):
@@ -239,7 +250,9 @@ async def csrf(request: web.Request, handler):
         return error_page(
             request,
             403,
-            "This form's security token was missing or out of date (CSRF check failed). "
-            "Go back, reload the page and try again.",
+            _(
+                "This form's security token was missing or out of date (CSRF check failed). "
+                "Go back, reload the page and try again."
+            ),
         )
     return await handler(request)

@@ -8,6 +8,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from aiohttp_session import get_session
 
+from chatapp import i18n
 from chatapp.accounts import audit
 from chatapp.accounts.csrf import form_token
 from chatapp.accounts.hashing import Busy
@@ -18,6 +19,7 @@ from chatapp.appkeys import (
     accounts_key,
     admin_key,
     config_key,
+    lang_key,
     session_storage_key,
     store_key,
     throttle_key,
@@ -25,13 +27,14 @@ from chatapp.appkeys import (
 )
 from chatapp.chat import control
 from chatapp.chat.control import LOGGED_OUT, CloseSessions
+from chatapp.i18n import N_, _, ngettext
 from chatapp.names import (
     ROOM_MAX,
     ROOM_RE,
     USERNAME_MAX,
     USERNAME_RE,
-    USERNAME_RULE,
     username_problem,
+    username_rule,
 )
 from chatapp.web.netutil import client_address, parse_networks, safe_next
 from chatapp.web.useragent import summary as browser_summary
@@ -39,14 +42,14 @@ from chatapp.web.useragent import summary as browser_summary
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
-BAD_LOGIN = (
+BAD_LOGIN = N_(
     "Please enter a correct username and password. Note that both fields may be case-sensitive."
 )
-DISABLED = "This account has been disabled. Ask an administrator to enable it."
+DISABLED = N_("This account has been disabled. Ask an administrator to enable it.")
 TOO_MANY_REGISTRATIONS = (
     "Too many accounts were created from your address. Try again in {minutes} minutes."
 )
-BUSY = "The server is busy creating other accounts. Try again in a few seconds."
+BUSY = N_("The server is busy creating other accounts. Try again in a few seconds.")
 SHOWN_NAME = 40  # characters of a submitted username that a log line shows
 
 
@@ -100,13 +103,33 @@ async def template_context(request: web.Request) -> dict:
         "user": request.get(user_key),
         "csrf_token": _LazyCsrfToken(request, session),
         "limits": LIMITS,
+        "lang": request.get(lang_key, i18n.DEFAULT),
+        "languages": i18n.NAMES,
+        "here": request.path_qs if request.method == "GET" else "",
     }
+
+
+def registrations_refused(minutes: int) -> str:
+    return ngettext(
+        "Too many accounts were created from your address. Try again in {minutes} minute.",
+        "Too many accounts were created from your address. Try again in {minutes} minutes.",
+        minutes,
+    ).format(minutes=minutes)
+
+
+def login_refused(minutes: int) -> str:
+    """The throttled login's message, in the request's language (the audit log keeps English)."""
+    return ngettext(
+        "Too many failed login attempts. Try again in {minutes} minute.",
+        "Too many failed login attempts. Try again in {minutes} minutes.",
+        minutes,
+    ).format(minutes=minutes)
 
 
 def _form_page(request, template, status=200, **context) -> web.Response:
     context.setdefault("errors", {})
     context.setdefault("next", safe_next(request.query.get("next"), default=""))
-    context.setdefault("username_rule", USERNAME_RULE)
+    context.setdefault("username_rule", username_rule())
     return aiohttp_jinja2.render_template(template, request, context, status=status)
 
 
@@ -157,15 +180,15 @@ async def register(request: web.Request) -> web.Response:
     if problem:
         errors["username"] = [problem]
     elif await accounts.exists(username):
-        errors["username"] = ["A user with that username already exists."]
+        errors["username"] = [_("A user with that username already exists.")]
     if not password:
-        errors["password"] = ["Enter a password."]
+        errors["password"] = [_("Enter a password.")]
     else:
         pw_problems = password_problems(password, None, username)
         if pw_problems:
             errors["password"] = pw_problems
         if password != password2:
-            errors["password2"] = ["The two password fields didn't match."]
+            errors["password2"] = [_("The two password fields didn't match.")]
     if not errors:
         address = address_of(request)
         verdict = await request.app[throttle_key].registration(address)
@@ -175,7 +198,7 @@ async def register(request: web.Request) -> web.Response:
                 request,
                 "register.html",
                 status=429,
-                errors={"__all__": [TOO_MANY_REGISTRATIONS.format(minutes=verdict.minutes)]},
+                errors={"__all__": [registrations_refused(verdict.minutes)]},
                 username=username,
                 next=next_url,
             )
@@ -184,13 +207,13 @@ async def register(request: web.Request) -> web.Response:
         try:
             user = await accounts.create(username, password)
         except UsernameTaken:
-            errors["username"] = ["A user with that username already exists."]
+            errors["username"] = [_("A user with that username already exists.")]
         except Busy:
             response = _form_page(
                 request,
                 "register.html",
                 status=503,
-                errors={"__all__": [BUSY]},
+                errors={"__all__": [_(BUSY)]},
                 username=username,
                 next=next_url,
             )
@@ -239,7 +262,7 @@ async def login(request: web.Request) -> web.Response:
     if not verdict.allowed:
         log.warning("login throttled for %s from %s", shown(username), address)
         await signins.event(audit.LOGIN_THROTTLED, username, address, verdict.message)
-        response = again(429, verdict.message)
+        response = again(429, login_refused(verdict.minutes))
         response.headers["Retry-After"] = str(verdict.retry_after)
         return response
     accounts = request.app[accounts_key]
@@ -247,10 +270,10 @@ async def login(request: web.Request) -> web.Response:
     if user is None:
         log.info("failed login for %s from %s", shown(username), address)
         await signins.event(audit.LOGIN_FAILED, username, address, "wrong username or password")
-        return again(400, BAD_LOGIN)
+        return again(400, _(BAD_LOGIN))
     if user.disabled:
         await signins.event(audit.LOGIN_FAILED, user.username, address, "account disabled")
-        return again(400, DISABLED)
+        return again(400, _(DISABLED))
     await throttle.succeeded(username, address)
     await log_in(request, user, address)
     await signins.event(audit.LOGIN, user.username, address)
