@@ -39,7 +39,7 @@ def supported(lang: object) -> str | None:
     if isinstance(lang, str):
         lang = lang.strip().lower()
         if lang in SUPPORTED:
-            return lang
+            return SUPPORTED[SUPPORTED.index(lang)]  # the one shared string, not a copy
     return None
 
 
@@ -159,19 +159,36 @@ class Msg(str):
     is not known yet (chatapp.chat.frames), translated where they are sent.
     """
 
-    __slots__ = ("params", "template")
+    __slots__ = ("n", "params", "plural", "template")
+
+    template: str
+    plural: str | None
+    n: int
+    params: dict
 
     def __new__(cls, template: str, **params) -> Msg:
         self = super().__new__(cls, template.format(**params) if params else template)
         self.template = template
+        self.plural = None
+        self.n = 1
         self.params = params
         return self
+
+
+def nMsg(singular: str, plural: str, n: int, **params) -> Msg:
+    """A Msg with a count: English by `n`, translated later by the language's plural rule."""
+    msg = Msg(singular if n == 1 else plural, n=n, **params)
+    msg.template, msg.plural, msg.n = singular, plural, n
+    return msg
 
 
 def in_language(text: str, lang: str) -> str:
     """`text` (a msgid, or a Msg) in `lang`; a text not in the catalog stays as it is."""
     catalog = translations(lang)
     if isinstance(text, Msg):
-        translated = catalog.gettext(text.template)
+        if text.plural is not None:
+            translated = catalog.ngettext(text.template, text.plural, text.n)
+        else:
+            translated = catalog.gettext(text.template)
         return translated.format(**text.params) if text.params else translated
     return catalog.gettext(text)

@@ -268,3 +268,64 @@ async def test_presence_and_unread_render_russian_plurals(people, aiohttp_server
             21: "непрочитанное сообщение",
         }
         assert f'<span data-n>{n}</span><span class="sr-only"> {words[n]}</span>' in rooms.text
+
+
+# -- error frames ------------------------------------------------------------------
+
+
+async def test_error_frame_details_speak_the_sockets_language(start_server):
+    """A socket opened with a Russian cookie gets Russian details; the codes are the contract's."""
+    base = await start_server(chat={"max_message_length": 21, "max_sockets_per_user": 3})
+    async with Client(base, "ann") as ann, Client(base, "bob") as bob:
+        speak_russian(ann)
+        sock = await ann.join("lobby")
+        await sock.ws.send_str("{not json")
+        error = await sock.next("error")
+        assert error["code"] == "bad_json"
+        assert error["detail"] == "Фреймы должны быть текстом в формате JSON."
+        await sock.send("   ")
+        error = await sock.next("error")
+        assert (error["code"], error["detail"]) == ("empty_message", "Сообщение пустое.")
+        await sock.send("x" * 22, client_id="long")
+        error = await sock.next("error")
+        assert error["code"] == "message_too_long"
+        assert error["detail"] == "Сообщение может быть не длиннее 21 символа (отправлено 22)."
+        await sock.send_frame(type="dance")
+        error = await sock.next("error")
+        assert (error["code"], error["detail"]) == (
+            "unknown_type",
+            "Неизвестный тип фрейма: 'dance'.",
+        )
+        await sock.ws.send_bytes(b"\x00")
+        error = await sock.next("error")
+        assert error["code"] == "bad_frame" and error["detail"].startswith("Двоичные фреймы")
+        # Someone else's message: only its author edits it.
+        theirs = await (await bob.join("lobby")).say("bob's words")
+        await sock.send_frame(type="edit", id=theirs["id"], text="mine now")
+        error = await sock.next("error")
+        assert error["code"] == "forbidden"
+        assert error["detail"] == "Изменить сообщение может только его автор."
+        # The same mistakes on an English socket: the same codes, English details.
+        english = await bob.join("lobby")
+        await english.ws.send_str("{not json")
+        error = await english.next("error")
+        assert (error["code"], error["detail"]) == ("bad_json", "Frames must be JSON text.")
+        # Past the socket quota: the refusal's count takes the right plural form.
+        for _ in range(2):
+            await ann.join("lobby")
+        refused = await ann.join("lobby")
+        error = await refused.next("error")
+        assert error["code"] == "too_many_sockets"
+        assert error["detail"].startswith("У вас уже открыто 3 подключения к чату")
+
+
+def test_msg_translates_later_with_its_parameters():
+    msg = i18n.nMsg(
+        "A message takes at most {n} different reaction.",
+        "A message takes at most {n} different reactions.",
+        21,
+    )
+    assert msg == "A message takes at most 21 different reactions."
+    assert i18n.in_language(msg, "ru") == "У сообщения может быть не больше 21 разной реакции."
+    assert i18n.in_language(msg, "en") == msg
+    assert i18n.in_language("Not in any catalog.", "ru") == "Not in any catalog."

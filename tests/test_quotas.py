@@ -54,6 +54,6 @@ async def test_room_form_past_the_quota_is_a_form_error_and_creates_nothing(star
         await sock.next("history")
         response = await ann.submit("/chat/", {"room": "second"})
         assert response.status == 429
-        assert "limit of 1 new rooms per hour" in response.text
+        assert "limit of 1 new room per hour" in response.text
         again = await ann.submit("/chat/", {"room": "FIRST"})
         assert again.location == "/chat/first/"  # existing rooms stay open

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from chatapp.chat.emoji import is_single_emoji
+from chatapp.i18n import N_, Msg, nMsg
 
 MAX_CLIENT_ID_LENGTH = 128
 # Every stored message starts with this, so its id can be read without parsing.
@@ -64,9 +65,21 @@ TYPING = Typing()
 ClientFrame = Outgoing | MarkRead | Edit | Delete | React | Typing
 MAX_ID = 2**53  # ids are JSON numbers: beyond this a client cannot hold them exactly
 
+# What a frame with a bad message id is told (msgids; see FrameError).
+_REPLY_TO_ID = N_("A reply_to must be a message id (a whole number).")
+_READ_ID = N_("A read frame's id must be a message id (a whole number).")
+_EDIT_ID = N_("An edit frame's id must be a message id (a whole number).")
+_DELETE_ID = N_("A delete frame's id must be a message id (a whole number).")
+_REACT_ID = N_("A react frame's id must be a message id (a whole number).")
+
 
 class FrameError(Exception):
-    """A client frame that breaks the contract; becomes an `error` frame."""
+    """A client frame that breaks the contract; becomes an `error` frame.
+
+    `detail` is English, a msgid (or a `chatapp.i18n.Msg` with its parameters):
+    this module does not know the socket's language; `ChatService.send_error`
+    translates it into the connection's.
+    """
 
     def __init__(self, code: str, detail: str) -> None:
         super().__init__(detail)
@@ -79,9 +92,9 @@ def parse_client_frame(raw: str, max_length: int) -> ClientFrame:
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):
-        raise FrameError("bad_json", "Frames must be JSON text.") from None
+        raise FrameError("bad_json", N_("Frames must be JSON text.")) from None
     if not isinstance(data, dict):
-        raise FrameError("bad_frame", "A frame must be a JSON object.")
+        raise FrameError("bad_frame", N_("A frame must be a JSON object."))
     kind = data.get("type", "message" if "message" in data else None)
     if kind == "message":
         # {"message": "..."} is the seed's frame; {"type": "message", "text": "..."} ours.
@@ -92,50 +105,62 @@ def parse_client_frame(raw: str, max_length: int) -> ClientFrame:
         ):
             raise FrameError(
                 "bad_frame",
-                f"client_id must be a string of at most {MAX_CLIENT_ID_LENGTH} characters.",
+                Msg(
+                    "client_id must be a string of at most {max} characters.",
+                    max=MAX_CLIENT_ID_LENGTH,
+                ),
             )
         reply_to = data.get("reply_to")
         if reply_to is not None:
-            reply_to = _message_id(data, "reply_to", "A reply_to")
+            reply_to = _message_id(data, "reply_to", _REPLY_TO_ID)
         return Outgoing(text, client_id, reply_to)
     if kind == "typing":
         return TYPING
     if kind == "read":
-        return MarkRead(_message_id(data, "id", "A read frame's id"))
+        return MarkRead(_message_id(data, "id", _READ_ID))
     if kind == "edit":
-        message_id = _message_id(data, "id", "An edit frame's id")
+        message_id = _message_id(data, "id", _EDIT_ID)
         return Edit(message_id, _text(data.get("text"), max_length))
     if kind == "delete":
-        return Delete(_message_id(data, "id", "A delete frame's id"))
+        return Delete(_message_id(data, "id", _DELETE_ID))
     if kind == "react":
-        message_id = _message_id(data, "id", "A react frame's id")
+        message_id = _message_id(data, "id", _REACT_ID)
         emoji = data.get("emoji")
         if not isinstance(emoji, str) or not is_single_emoji(emoji):
-            raise FrameError("bad_emoji", "A reaction is one emoji, such as 👍.")
+            raise FrameError("bad_emoji", N_("A reaction is one emoji, such as 👍."))
         return React(message_id, emoji)
-    raise FrameError("unknown_type", f"Unknown frame type {str(kind)[:40]!r}.")
+    raise FrameError("unknown_type", Msg("Unknown frame type {kind}.", kind=repr(str(kind)[:40])))
 
 
-def _message_id(data: dict, field: str, what: str) -> int:
+def _message_id(data: dict, field: str, problem: str) -> int:
+    """`data[field]` if it is a message id, else FrameError with `problem`."""
     value = data.get(field)
     if type(value) is not int or not 0 <= value <= MAX_ID:
-        raise FrameError("bad_frame", f"{what} must be a message id (a whole number).")
+        raise FrameError("bad_frame", problem)
     return value
 
 
 def _text(text: object, max_length: int) -> str:
     """A message's text as the contract allows it, or FrameError saying why not."""
     if not isinstance(text, str):
-        raise FrameError("bad_frame", "A message needs a text string.")
+        raise FrameError("bad_frame", N_("A message needs a text string."))
     if not text.strip():
-        raise FrameError("empty_message", "The message is empty.")
+        raise FrameError("empty_message", N_("The message is empty."))
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise FrameError("bad_frame", "The text is not valid Unicode (lone surrogate).") from None
+        raise FrameError(
+            "bad_frame", N_("The text is not valid Unicode (lone surrogate).")
+        ) from None
     if len(text) > max_length:
         raise FrameError(
-            "message_too_long", f"Messages are at most {max_length} characters ({len(text)} sent)."
+            "message_too_long",
+            nMsg(
+                "Messages are at most {n} character ({sent} sent).",
+                "Messages are at most {n} characters ({sent} sent).",
+                max_length,
+                sent=len(text),
+            ),
         )
     return text
 

@@ -33,6 +33,7 @@ class Connection:
         "_max_buffer",
         "closing",
         "heard_at",
+        "lang",
         "on_slow",
         "pong_due",
         "room",
@@ -51,6 +52,7 @@ class Connection:
         *,
         max_buffer: int,
         session_id: str = "",
+        lang: str = "en",
     ) -> None:
         self.ws = ws
         self.transport = transport
@@ -58,6 +60,8 @@ class Connection:
         self.room = room
         # The session the socket was opened with: when it ends, the socket closes.
         self.session_id = session_id
+        # The language of the handshake's page (chatapp.i18n): its error details speak it.
+        self.lang = lang
         self._max_buffer = max_buffer
         self.closing = False
         self.on_slow: Callable[[], None] | None = None  # set by the hub

@@ -38,6 +38,7 @@ from chatapp.chat.session_watch import SessionWatch
 from chatapp.chat.subscriber import Subscriber
 from chatapp.chat.wire import GOING_AWAY, POLICY
 from chatapp.config import Config
+from chatapp.i18n import in_language, nMsg
 from chatapp.metrics import Metrics
 from chatapp.store.client import Store, is_cluster
 from chatapp.store.keys import Keys
@@ -181,8 +182,13 @@ class ChatService:
             self._refused.add(conn)
             raise Refused(
                 "too_many_sockets",
-                f"You already have {self._max_sockets} chat connections open here, "
-                "the most allowed: close some tabs and reload.",
+                nMsg(
+                    "You already have {n} chat connection open here, the most allowed: "
+                    "close some tabs and reload.",
+                    "You already have {n} chat connections open here, the most allowed: "
+                    "close some tabs and reload.",
+                    self._max_sockets,
+                ),
             )
         self._sockets_of[user] += 1
         public = conversation.kind == "room"
@@ -223,8 +229,13 @@ class ChatService:
         except RoomQuotaReached:
             raise Refused(
                 "room_quota",
-                f"You have reached the limit of {self._rooms_per_hour} new rooms per hour: "
-                "join an existing room, or try again later.",
+                nMsg(
+                    "You have reached the limit of {n} new room per hour: "
+                    "join an existing room, or try again later.",
+                    "You have reached the limit of {n} new rooms per hour: "
+                    "join an existing room, or try again later.",
+                    self._rooms_per_hour,
+                ),
             ) from None
         if created:
             name = await self.directory.claim(room)
@@ -346,8 +357,9 @@ class ChatService:
     def send_error(
         self, conn: Connection, code: str, detail: str, client_id: str | None = None
     ) -> None:
+        """An `error` frame; `detail` (a msgid or an i18n.Msg) in the connection's language."""
         self.metrics.inc("chatapp_errors_sent_total")
-        conn.send_now(frames.error_frame(code, detail, client_id))
+        conn.send_now(frames.error_frame(code, in_language(detail, conn.lang), client_id))
 
     # -- presence and control --------------------------------------------------------
 

@@ -39,7 +39,9 @@ from chatapp.chat.frames import (
 from chatapp.chat.hub import Connection
 from chatapp.chat.service import Refused
 from chatapp.chat.wire import POLICY, drop_connection
+from chatapp.i18n import N_, nMsg
 from chatapp.names import ROOM_RE, USERNAME_RE
+from chatapp.web.languages import language_of
 from chatapp.web.middlewares import DM_SOCKET_ROUTE, SOCKET_ROUTE, socket_user
 from chatapp.web.netutil import Network, parse_networks, request_scheme
 from chatapp.web.params import whole_number
@@ -170,6 +172,8 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
         room,
         max_buffer=limits.send_buffer_bytes,
         session_id=session_id,
+        # The page's language (its cookie, else Accept-Language): error details speak it.
+        lang=language_of(request),
     )
     max_length = limits.max_message_length
     try:
@@ -183,7 +187,7 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
                 await _on_text(chat, conn, msg.data, max_length)
             elif msg.type == WSMsgType.BINARY:
                 chat.send_error(
-                    conn, "bad_frame", "Binary frames are not accepted; send JSON text."
+                    conn, "bad_frame", N_("Binary frames are not accepted; send JSON text.")
                 )
             elif msg.type == WSMsgType.PING:
                 await ws.pong(msg.data)
@@ -271,8 +275,12 @@ async def _on_text(chat, conn: Connection, data: str, max_length: int) -> None:
         else:
             await chat.react(conn, frame.id, frame.emoji)
     except RateLimited:
-        what = "Not sent." if isinstance(frame, Outgoing) else "Not done."
-        chat.send_error(conn, "rate_limited", f"Too many messages; slow down. {what}", client_id)
+        detail = (
+            N_("Too many messages; slow down. Not sent.")
+            if isinstance(frame, Outgoing)
+            else N_("Too many messages; slow down. Not done.")
+        )
+        chat.send_error(conn, "rate_limited", detail, client_id)
     except NotHeld:
         chat.send_error(conn, "not_found", _NOT_HELD[type(frame)], client_id)
     except Forbidden:
@@ -281,32 +289,47 @@ async def _on_text(chat, conn: Connection, data: str, max_length: int) -> None:
         chat.send_error(
             conn,
             "too_many_reactions",
-            f"A message takes at most {MAX_REACTIONS} different reactions.",
+            nMsg(
+                "A message takes at most {n} different reaction.",
+                "A message takes at most {n} different reactions.",
+                MAX_REACTIONS,
+            ),
         )
     except Unavailable as exc:
-        what = "the message" if isinstance(frame, Outgoing) else "the change"
+        kind = "message" if isinstance(frame, Outgoing) else "change"
         if exc.unreplicated:
-            text = (
-                f"Redis did not confirm {what} on enough replicas in time: it may still be "
-                "stored, and then it will show up."
-            )
+            kind += "_unreplicated"
         elif exc.maybe_stored:
-            text = (
-                f"Redis did not answer in time: {what} may still be stored, "
-                "and then it will show up."
-            )
-        else:
-            text = f"{what.capitalize()} was not stored (Redis unavailable)."
-        chat.send_error(conn, "unavailable", text, client_id)
+            kind += "_maybe_stored"
+        chat.send_error(conn, "unavailable", _UNAVAILABLE[kind], client_id)
 
 
+# Error details: msgids, translated into the socket's language by ChatService.send_error.
 _NOT_HELD = {
-    Outgoing: "The message you reply to is not held here any more. Not sent.",
-    Edit: "No such message here (deleted, or too old to be held).",
-    Delete: "No such message here (deleted already, or too old to be held).",
-    React: "No such message here (deleted, or too old to be held).",
+    Outgoing: N_("The message you reply to is not held here any more. Not sent."),
+    Edit: N_("No such message here (deleted, or too old to be held)."),
+    Delete: N_("No such message here (deleted already, or too old to be held)."),
+    React: N_("No such message here (deleted, or too old to be held)."),
 }
 _FORBIDDEN = {
-    Edit: "Only its author can edit a message.",
-    Delete: "Only its author, the room's owner or an administrator can delete a message.",
+    Edit: N_("Only its author can edit a message."),
+    Delete: N_("Only its author, the room's owner or an administrator can delete a message."),
+}
+_UNAVAILABLE = {
+    "message_unreplicated": N_(
+        "Redis did not confirm the message on enough replicas in time: it may still be "
+        "stored, and then it will show up."
+    ),
+    "change_unreplicated": N_(
+        "Redis did not confirm the change on enough replicas in time: it may still be "
+        "stored, and then it will show up."
+    ),
+    "message_maybe_stored": N_(
+        "Redis did not answer in time: the message may still be stored, and then it will show up."
+    ),
+    "change_maybe_stored": N_(
+        "Redis did not answer in time: the change may still be stored, and then it will show up."
+    ),
+    "message": N_("The message was not stored (Redis unavailable)."),
+    "change": N_("The change was not stored (Redis unavailable)."),
 }
