@@ -192,3 +192,46 @@ def in_language(text: str, lang: str) -> str:
             translated = catalog.gettext(text.template)
         return translated.format(**text.params) if text.params else translated
     return catalog.gettext(text)
+
+
+# -- the page scripts' catalog ------------------------------------------------------
+
+
+@functools.cache
+def script_catalog(lang: str) -> bytes:
+    """GET /i18n/{lang}.json: the translations and the plural rule, for static/js/i18n.js.
+
+    `messages` maps a msgid to its translation, or to the list of its plural
+    forms (keyed by the singular msgid). `plural` maps each CLDR plural
+    category (what `Intl.PluralRules(lang).select(n)` answers) to the index of
+    the gettext form, found by running both rules over the same numbers, so a
+    script needs no `eval` (the CSP allows none). English: no messages (the
+    msgids are the text).
+    """
+    import json
+
+    from babel.messages.plurals import get_plural
+
+    messages: dict[str, str | list[str]] = {}
+    if lang != DEFAULT and lang in SUPPORTED:
+        for message in catalog(lang):
+            if not message.id or not message.string:
+                continue
+            if isinstance(message.id, tuple):
+                forms = list(message.string)
+                if all(forms):
+                    messages[message.id[0]] = forms
+            else:
+                messages[message.id] = message.string
+    locale = Locale.parse(lang)
+    gettext_plural = translations(lang).plural if lang != DEFAULT else (lambda n: int(n != 1))
+    categories: dict[str, int] = {}
+    for n in range(0, 1001):
+        categories.setdefault(locale.plural_form(n), gettext_plural(n))
+    body = {
+        "lang": lang,
+        "forms": get_plural(locale).num_plurals,
+        "plural": categories,
+        "messages": messages,
+    }
+    return json.dumps(body, ensure_ascii=False, sort_keys=True).encode()

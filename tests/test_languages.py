@@ -222,7 +222,7 @@ def test_russian_plural_forms(n):
     message, person = FORMS[n]
     assert ru.ngettext("%(num)d person", "%(num)d people", n) % {"num": n} == f"{n} {person}"
     assert ru.ngettext("person here", "people here", n) == f"{person} здесь"
-    unread = ru.ngettext("unread message", "unread messages", n)
+    unread = ru.ngettext("unread", "unread", n)
     adjective = {"сообщение": "непрочитанное"}.get(message, "непрочитанных")
     assert unread == f"{adjective} {message}"
     token = i18n.activate("ru")
@@ -329,3 +329,35 @@ def test_msg_translates_later_with_its_parameters():
     assert i18n.in_language(msg, "ru") == "У сообщения может быть не больше 21 разной реакции."
     assert i18n.in_language(msg, "en") == msg
     assert i18n.in_language("Not in any catalog.", "ru") == "Not in any catalog."
+
+
+# -- the page scripts' catalog -----------------------------------------------------
+
+
+async def test_script_catalog_serves_translations_and_the_plural_rule(client: Client):
+    response = await client.get("/i18n/ru.json")
+    assert response.status == 200 and response.content_type == "application/json"
+    catalog = response.json()
+    assert catalog["lang"] == "ru" and catalog["forms"] == 3
+    # Intl.PluralRules("ru") categories -> gettext form index.
+    assert catalog["plural"] == {"one": 0, "few": 1, "many": 2}
+    assert catalog["messages"]["Connected"] == "Подключено"
+    assert catalog["messages"]["{n} new message ↓"] == [
+        "{n} новое сообщение ↓",
+        "{n} новых сообщения ↓",
+        "{n} новых сообщений ↓",
+    ]
+    english = (await client.get("/i18n/en.json")).json()
+    assert english["messages"] == {} and english["plural"] == {"one": 0, "other": 1}
+    assert (await client.get("/i18n/xx.json")).status == 404
+    assert "script-src 'self';" in response.headers["Content-Security-Policy"]
+    assert not response.headers.getall("Set-Cookie", [])  # no session for a catalog
+
+
+async def test_room_list_activity_in_russian(client: Client):
+    speak_russian(client)
+    await client.register()
+    sock = await client.enter("lobby")
+    await sock.say("привет")
+    page = await client.get("/chat/")
+    assert "активна только что" in page.text

@@ -23,11 +23,17 @@ def _ago(ts: float | None) -> str:
     if not ts:
         return ""
     seconds = max(0, time.time() - ts)
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            n = int(seconds // size)
-            return f"active {n} {unit}{'' if n == 1 else 's'} ago"
-    return "active just now"
+    # The same words as static/js/rooms.js builds with Intl.RelativeTimeFormat.
+    if seconds >= 86400:
+        n = int(seconds // 86400)
+        return ngettext("active {n} day ago", "active {n} days ago", n).format(n=n)
+    if seconds >= 3600:
+        n = int(seconds // 3600)
+        return ngettext("active {n} hour ago", "active {n} hours ago", n).format(n=n)
+    if seconds >= 60:
+        n = int(seconds // 60)
+        return ngettext("active {n} minute ago", "active {n} minutes ago", n).format(n=n)
+    return _("active just now")
 
 
 async def sidebar(request: web.Request, current: Conversation | None = None, title: str = ""):

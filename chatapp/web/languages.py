@@ -53,3 +53,16 @@ async def choose(request: web.Request) -> web.Response:
         secure=request.app[config_key].session.secure,
     )
     return response
+
+
+@routes.get(r"/i18n/{lang:[a-z]{2}}.json")
+async def script_catalog(request: web.Request) -> web.Response:
+    """The page scripts' strings in `lang` (static/js/i18n.js); 404 for a language not served."""
+    lang = i18n.supported(request.match_info["lang"])
+    if lang is None:
+        raise web.HTTPNotFound()
+    return web.Response(
+        body=i18n.script_catalog(lang),
+        content_type="application/json",
+        headers={"Cache-Control": "public, max-age=300"},
+    )

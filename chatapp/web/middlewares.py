@@ -26,7 +26,7 @@ MAX_BODY = 256 * 1024
 # Pages only logged-in people reach; everything else is public.
 PROTECTED_PREFIXES = ("/chat/", "/admin/", "/ws/", "/logout/", "/api/", "/account/")
 # Paths that never need a session (cheap, and no cookie churn).
-SESSIONLESS_PREFIXES = ("/static/", "/healthz", "/metrics", "/favicon.ico")
+SESSIONLESS_PREFIXES = ("/static/", "/i18n/", "/healthz", "/metrics", "/favicon.ico")
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

@@ -8,6 +8,7 @@
 // message's controls are in the Tab order, so the log is one stop, not fifty).
 // Enter, the menu key or Shift+F10 on a message opens its menu; Escape closes
 // a menu or the picker and puts focus back where it was.
+import { _, format } from "./i18n.js";
 export const QUICK_REACTIONS = ["👍", "❤️", "😂", "🎉", "😮", "😢", "👀", "✅"];
 
 const CONTROLS = "button, a[href]";
@@ -170,7 +171,7 @@ export function openMenu(trigger, items, returnTo = trigger) {
   const menu = el("div", "popup message-menu");
   menu.id = "message-menu";
   menu.setAttribute("role", "menu");
-  menu.setAttribute("aria-label", "Message actions");
+  menu.setAttribute("aria-label", _("Message actions"));
   const buttons = items.map((item) => {
     const button = el("button", "menu-item", item.label);
     button.type = "button";
@@ -230,13 +231,13 @@ export function openPicker(anchor, onPick, returnTo = anchor) {
   const picker = el("div", "popup reaction-picker");
   picker.id = "reaction-picker";
   picker.setAttribute("role", "dialog");
-  picker.setAttribute("aria-label", "Add a reaction");
+  picker.setAttribute("aria-label", _("Add a reaction"));
   const row = el("div", "picker-row");
   const quick = QUICK_REACTIONS.map((emoji) => {
     const button = el("button", "picker-emoji", emoji);
     button.type = "button";
-    button.title = `React with ${emoji}`;
-    button.setAttribute("aria-label", `React with ${emoji}`);
+    button.title = format(_("React with {emoji}"), { emoji });
+    button.setAttribute("aria-label", button.title);
     button.addEventListener("click", () => pick(emoji));
     return button;
   });
@@ -245,11 +246,11 @@ export function openPicker(anchor, onPick, returnTo = anchor) {
   const field = el("input");
   field.type = "text";
   field.id = "reaction-other";
-  field.setAttribute("aria-label", "Any emoji");
-  field.placeholder = "Any emoji";
+  field.setAttribute("aria-label", _("Any emoji"));
+  field.placeholder = _("Any emoji");
   field.autocomplete = "off";
   field.maxLength = 32;
-  const add = el("button", "button button-small", "Add");
+  const add = el("button", "button button-small", _("Add"));
   add.type = "submit";
   const problem = el("p", "picker-problem");
   problem.id = "reaction-problem";
@@ -265,7 +266,7 @@ export function openPicker(anchor, onPick, returnTo = anchor) {
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     if (isOneEmoji(field.value)) pick(field.value.trim());
-    else problem.textContent = "Type one emoji.";
+    else problem.textContent = _("Type one emoji.");
   });
   picker.addEventListener("keydown", (event) => {
     if (event.key === "Escape") {
@@ -298,16 +299,16 @@ function deleteDialog() {
   dialog.setAttribute("aria-describedby", "delete-what");
   const form = el("form");
   form.method = "dialog";
-  const title = el("h2", "", "Delete this message?");
+  const title = el("h2", "", _("Delete this message?"));
   title.id = "delete-title";
-  const what = el("p", "", "Everyone will see “message deleted” in its place. This cannot be undone.");
+  const what = el("p", "", _("Everyone will see “message deleted” in its place. This cannot be undone."));
   what.id = "delete-what";
   const preview = el("blockquote", "delete-preview");
   const buttons = el("div", "dialog-buttons");
-  const cancel = el("button", "button button-quiet", "Cancel");
+  const cancel = el("button", "button button-quiet", _("Cancel"));
   cancel.value = "cancel";
   cancel.id = "delete-cancel";
-  const confirm = el("button", "button button-danger", "Delete");
+  const confirm = el("button", "button button-danger", _("Delete"));
   confirm.value = "delete";
   confirm.id = "delete-confirm";
   buttons.append(cancel, confirm);

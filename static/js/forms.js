@@ -3,25 +3,45 @@
 // data-min-length, data-max-bytes on the inputs), and this only saves a round
 // trip. Errors go in the same <ul id="NAME-errors"> the server renders, next
 // to the field. Lengths are counted in code points, as the server counts them.
+import { _, format, ngettext } from "./i18n.js";
 const NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 const length = (text) => [...text].length;
 const utf8Length = (text) => new TextEncoder().encode(text).length;
 const limit = (input, name) => Number(input.dataset[name]);
 
-function nameProblems(input, noun) {
+// Whole sentences per kind of name, so each language words them its own way.
+const NAME_TEXTS = {
+  username: {
+    empty: () => _("Enter a username."),
+    long: (max, n) =>
+      format(ngettext("Usernames are at most {max} character (this one has {n}).", "Usernames are at most {max} characters (this one has {n}).", max), { max, n }),
+    digit: () => _("Usernames cannot start with a digit."),
+    rule: () => _("Usernames are letters, digits and _, not starting with a digit."),
+  },
+  room: {
+    empty: () => _("Enter a room name."),
+    long: (max, n) =>
+      format(ngettext("Room names are at most {max} character (this one has {n}).", "Room names are at most {max} characters (this one has {n}).", max), { max, n }),
+    digit: () => _("Room names cannot start with a digit."),
+    rule: () => _("Room names are letters, digits and _, not starting with a digit."),
+  },
+};
+
+function nameProblems(input, kind) {
+  const texts = NAME_TEXTS[kind];
   const value = input.value.trim();
   const max = limit(input, "maxLength");
-  if (!value) return [`Enter a ${noun.toLowerCase()}.`];
+  if (!value) return [texts.empty()];
   const problems = [];
-  if (length(value) > max) problems.push(`${noun}s are at most ${max} characters (this one has ${length(value)}).`);
-  if (/^[0-9]/.test(value)) problems.push(`${noun}s cannot start with a digit.`);
+  if (length(value) > max) problems.push(texts.long(max, length(value)));
+  if (/^[0-9]/.test(value)) problems.push(texts.digit());
   const bad = [...new Set(value.replace(/[A-Za-z0-9_]/g, ""))];
   if (bad.length) {
-    const shown = bad.map((c) => (c === " " ? "space" : `“${c}”`)).join(", ");
-    problems.push(`Only letters, digits and _ are allowed (not ${shown}).`);
+    const shown = bad.map((c) => (c === " " ? _("space") : `“${c}”`)).join(", ");
+    problems.push(format(_("Only letters, digits and _ are allowed (not {shown})."), { shown }));
   } else if (!NAME_RE.test(value) && !problems.length) {
-    problems.push(`${noun}s are letters, digits and _, not starting with a digit.`);
+    problems.push(texts.rule());
   }
   return problems;
 }
@@ -31,26 +51,30 @@ function newPasswordProblems(form) {
   const value = input.value;
   const min = limit(input, "minLength");
   const maxBytes = limit(input, "maxBytes");
-  if (!value) return ["Enter a password."];
+  if (!value) return [_("Enter a password.")];
   const problems = [];
-  if (length(value) < min) problems.push(`This password is too short. It must contain at least ${min} characters.`);
-  if (utf8Length(value) > maxBytes) {
-    problems.push(`This password is too long: at most ${maxBytes} bytes once encoded (this one is ${utf8Length(value)}).`);
+  if (length(value) < min) {
+    problems.push(
+      format(ngettext("This password is too short. It must contain at least {n} character.", "This password is too short. It must contain at least {n} characters.", min), { n: min }),
+    );
   }
-  if (/^[0-9]+$/.test(value)) problems.push("This password is entirely numeric.");
+  if (utf8Length(value) > maxBytes) {
+    problems.push(format(_("This password is too long: at most {max} bytes once encoded (this one is {size})."), { max: maxBytes, size: utf8Length(value) }));
+  }
+  if (/^[0-9]+$/.test(value)) problems.push(_("This password is entirely numeric."));
   // Common and too-similar passwords are for the server to say.
   return problems;
 }
 
 function confirmationProblems(form) {
   const { password, password2 } = form.elements;
-  if (!password2.value) return password.value ? ["Enter the same password again."] : [];
-  return password.value === password2.value ? [] : ["The two password fields didn't match."];
+  if (!password2.value) return password.value ? [_("Enter the same password again.")] : [];
+  return password.value === password2.value ? [] : [_("The two password fields didn't match.")];
 }
 
 const RULES = {
   register: {
-    username: (form) => nameProblems(form.elements.username, "Username"),
+    username: (form) => nameProblems(form.elements.username, "username"),
     password: newPasswordProblems,
     password2: confirmationProblems,
   },
@@ -60,7 +84,7 @@ const RULES = {
     password2: confirmationProblems,
   },
   room: {
-    room: (form) => nameProblems(form.elements.room, "Room name"),
+    room: (form) => nameProblems(form.elements.room, "room"),
   },
 };
 

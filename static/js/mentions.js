@@ -1,6 +1,7 @@
 // Mentions: `@name` (a whole word, any letter case) in a message, as the
 // server finds them (chatapp/chat/conversations.py `_MENTION`). markdown.js
 // marks each one found outside code with a <mark> element: never parsed as HTML.
+import { _ } from "./i18n.js";
 export const MENTION_RE = /(?<![\w@])@([A-Za-z_][A-Za-z0-9_]{0,31})(?!\w)/g;
 
 // One mention ("@name"), marked; strongly when it names the reader.
@@ -9,7 +10,7 @@ export function mentionMark(mention, me) {
   mark.className = "mention";
   if (mention.slice(1).toLowerCase() === (me || "").toLowerCase()) {
     mark.classList.add("mention-me");
-    mark.title = "Mentions you";
+    mark.title = _("Mentions you");
   }
   mark.textContent = mention;
   return mark;

@@ -1,6 +1,7 @@
 // A one-time notice carried across a navigation in sessionStorage: a page that
 // sends the reader elsewhere (the room, when the server closes it for policy)
 // stores the explanation; the next page shows it at the top of <main>.
+import { _ } from "./i18n.js";
 const KEY = "chatapp.notice";
 
 export function storeNotice(text) {
@@ -33,7 +34,7 @@ function showNotice(text) {
   const dismiss = document.createElement("button");
   dismiss.type = "button";
   dismiss.className = "button button-quiet button-small";
-  dismiss.textContent = "Dismiss";
+  dismiss.textContent = _("Dismiss");
   dismiss.addEventListener("click", () => box.remove());
   box.append(message, dismiss);
   main.prepend(box);

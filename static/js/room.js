@@ -40,6 +40,7 @@ import {
   popupIn,
   prepareMessage,
 } from "./actions.js";
+import { _, dateTimeFormat as makeDateTimeFormat, format, ngettext } from "./i18n.js";
 import { renderMarkdown } from "./markdown.js";
 import { storeNotice } from "./notice.js";
 import { typingIndicator, typingSender } from "./typing.js";
@@ -61,6 +62,7 @@ const announcer = $("announcer");
 const pill = $("new-pill");
 const presenceList = $("presence");
 const presenceCount = $("presence-count");
+const presenceWords = $("presence-words");
 const presenceEmpty = $("presence-empty");
 const context = $("composer-context");
 const contextText = $("composer-context-text");
@@ -122,11 +124,9 @@ const isMine = (m) => m.username.toLowerCase() === me.toLowerCase();
 
 // -- rendering -------------------------------------------------------------------
 
-const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
-const dateTimeFormat = new Intl.DateTimeFormat(undefined, {
-  dateStyle: "medium",
-  timeStyle: "short",
-});
+// In the page's language (<html lang>): "14:05", "2 дек. 2026 г., 14:05".
+const timeFormat = makeDateTimeFormat({ hour: "2-digit", minute: "2-digit" });
+const dateTimeFormat = makeDateTimeFormat({ dateStyle: "medium", timeStyle: "short" });
 
 function timeElement(ts) {
   const when = new Date(ts * 1000);
@@ -208,12 +208,12 @@ function fillMessage(li, m) {
   row.append(bubble);
   if (m.deleted) {
     // The tombstone keeps its place: ids stay visibly whole. Nothing to act on.
-    bubble.append(el("span", "tombstone", "message deleted"));
+    bubble.append(el("span", "tombstone", _("message deleted")));
   } else {
     bubble.append(renderMarkdown(m.text, me)); // DOM nodes, never HTML
     const button = el("button", "msg-actions", "⋯");
     button.type = "button";
-    button.setAttribute("aria-label", "Message actions");
+    button.setAttribute("aria-label", _("Message actions"));
     button.setAttribute("aria-haspopup", "menu");
     button.setAttribute("aria-expanded", "false");
     button.addEventListener("click", () => {
@@ -240,8 +240,8 @@ function replyQuote(id) {
     const missing = el("button", "reply-quote is-missing");
     missing.type = "button";
     missing.dataset.replyTo = String(id);
-    missing.title = "Load and show the original message";
-    missing.append(el("span", "reply-icon", "↪"), " Reply to an earlier message");
+    missing.title = _("Load and show the original message");
+    missing.append(el("span", "reply-icon", "↪"), " " + _("Reply to an earlier message"));
     missing.firstChild.setAttribute("aria-hidden", "true");
     missing.addEventListener("click", () => goToMessage(id));
     return missing;
@@ -249,14 +249,14 @@ function replyQuote(id) {
   const quote = el("button", "reply-quote");
   quote.type = "button";
   quote.dataset.replyTo = String(id);
-  quote.title = "Go to the original message";
+  quote.title = _("Go to the original message");
   const icon = el("span", "reply-icon", "↪");
   icon.setAttribute("aria-hidden", "true");
   const text = original.deleted
-    ? el("span", "reply-text is-deleted", "message deleted")
+    ? el("span", "reply-text is-deleted", _("message deleted"))
     : el("span", "reply-text", firstLine(original.text));
   const author = el("bdi", "reply-author", original.username);
-  quote.append(icon, el("span", "sr-only", "In reply to "), author, ":", text);
+  quote.append(icon, el("span", "sr-only", _("In reply to") + " "), author, ":", text);
   quote.addEventListener("click", () => goToMessage(id));
   return quote;
 }
@@ -269,8 +269,8 @@ function footer(m) {
   const foot = el("div", "msg-foot");
   if (m.edited) {
     const when = dateTimeFormat.format(new Date(m.edited * 1000));
-    const mark = el("span", "edited-mark", "(edited)");
-    mark.title = `Edited ${when}`;
+    const mark = el("span", "edited-mark", _("(edited)"));
+    mark.title = format(_("Edited {when}"), { when });
     mark.append(el("span", "sr-only", ` ${when}`));
     foot.append(mark);
   }
@@ -297,7 +297,7 @@ function reactionChips(m) {
   if (!order.length) return null;
   const group = el("div", "reactions");
   group.setAttribute("role", "group");
-  group.setAttribute("aria-label", "Reactions");
+  group.setAttribute("aria-label", _("Reactions"));
   for (const emoji of order) {
     const names = m.reactions[emoji];
     const who = `${emoji} ${names.join(", ")}`;
@@ -474,7 +474,7 @@ function appendMessages(messages, { live, follow = nearBottom() }) {
     scrollToBottom();
   } else {
     unseen += added;
-    pill.textContent = `${unseen} new message${unseen === 1 ? "" : "s"} ↓`;
+    pill.textContent = format(ngettext("{n} new message ↓", "{n} new messages ↓", unseen), { n: unseen });
     pill.hidden = false;
   }
   return true;
@@ -499,21 +499,22 @@ function showPresence(users) {
         const dm = document.createElement("a"); // a direct conversation with them
         dm.className = "button button-quiet button-small dm-link";
         dm.href = `/dm/${encodeURIComponent(name)}/`;
-        dm.setAttribute("aria-label", `Message ${name}`);
-        dm.textContent = "Message";
+        dm.setAttribute("aria-label", format(_("Message {name}"), { name }));
+        dm.textContent = _("Message");
         li.append(" ", dm);
       }
       if (name === me) {
         li.className = "me";
         const you = document.createElement("span");
         you.className = "you";
-        you.textContent = " (you)";
+        you.textContent = " " + _("(you)");
         li.append(you);
       }
       return li;
     }),
   );
   presenceCount.textContent = String(users.length);
+  if (presenceWords) presenceWords.textContent = format(ngettext("{n} person", "{n} people", users.length), { n: users.length });
   presenceEmpty.hidden = users.length > 0;
 }
 
@@ -596,7 +597,7 @@ async function fetchHistory(before, limit) {
 function startMarker() {
   log.querySelector("li.log-start")?.remove();
   const first = oldestShownId();
-  const text = first <= 1 ? "Beginning of the conversation" : "Older messages are no longer held";
+  const text = first <= 1 ? _("Beginning of the conversation") : _("Older messages are no longer held");
   const li = el("li", "notice log-start", text);
   li.id = "log-start";
   return li;
@@ -605,7 +606,7 @@ function startMarker() {
 // Messages low < id < high are held but not shown: mark their place (just
 // before message `high`) and fill it.
 function openGap(low, high, older) {
-  const li = el("li", "notice gap", "Loading missed messages…");
+  const li = el("li", "notice gap", _("Loading missed messages…"));
   const next = Number.isFinite(high) ? messageItem(high) : null;
   keepScroll(() => (next ? next.before(li) : log.append(li)));
   gaps.push({ low, high, older, el: li });
@@ -647,7 +648,7 @@ async function fillGaps() {
   } catch (error) {
     if (!(error instanceof HistoryError) && !(error instanceof TypeError)) throw error;
     if (error.final) {
-      for (const gap of gaps) gap.el.textContent = "Some messages could not be loaded.";
+      for (const gap of gaps) gap.el.textContent = _("Some messages could not be loaded.");
       gaps.length = 0;
       setState(state, state === "connected" ? undefined : statusEl.textContent);
     } else {
@@ -670,7 +671,7 @@ function loadOlder(limit = OLDER_PAGE) {
   if (loadingOlder) return loadingOlder;
   const before = oldestShownId();
   if (!olderHeld || !before) return Promise.resolve();
-  olderStatus.textContent = "Loading older messages…";
+  olderStatus.textContent = _("Loading older messages…");
   olderStatus.classList.remove("is-error");
   olderStatus.hidden = false;
   loadingOlder = (async () => {
@@ -688,7 +689,7 @@ function loadOlder(limit = OLDER_PAGE) {
       olderStatus.textContent = "";
     } catch (error) {
       if (!(error instanceof HistoryError) && !(error instanceof TypeError)) throw error;
-      olderStatus.textContent = "Could not load older messages: scroll up to try again.";
+      olderStatus.textContent = _("Could not load older messages: scroll up to try again.");
       olderStatus.classList.add("is-error");
     } finally {
       loadingOlder = null;
@@ -702,18 +703,18 @@ function loadOlder(limit = OLDER_PAGE) {
 // -- connection state --------------------------------------------------------------
 
 const STATUS_TEXT = {
-  connecting: "Connecting…",
-  connected: "Connected",
-  reconnecting: "Reconnecting…",
-  offline: "Offline",
-  refused: "Refused by the server",
+  connecting: _("Connecting…"),
+  connected: _("Connected"),
+  reconnecting: _("Reconnecting…"),
+  offline: _("Offline"),
+  refused: _("Refused by the server"),
 };
 
 function setState(next, text) {
   state = next;
   statusEl.dataset.state = next;
   statusEl.dataset.filling = gaps.length ? "1" : "";
-  statusEl.textContent = text || (next === "connected" && gaps.length ? "Loading missed messages…" : STATUS_TEXT[next]);
+  statusEl.textContent = text || (next === "connected" && gaps.length ? _("Loading missed messages…") : STATUS_TEXT[next]);
   retryButton.hidden = !(next === "reconnecting" || next === "offline") || stopped;
   updateComposer();
 }
@@ -824,7 +825,7 @@ function handleFrame(ws, frame) {
       deferred.clear();
       gaps.length = 0; // a fill on its way sees its gap gone
       olderHeld = false; // the older ones held come as this frame's gap (if any)
-      addNotice("Some messages were missed while you were away; showing the latest ones.");
+      addNotice(_("Some messages were missed while you were away; showing the latest ones."));
     }
     // What changed while away, then what is new.
     if (frame.updates?.length) keepScroll(() => frame.updates.forEach(applyUpdate));
@@ -846,8 +847,11 @@ function handleFrame(ws, frame) {
     refusals = 0;
     setState("connected");
     if (pending) {
-      const what = pending.kind === "edit" ? "Not saved" : "Not sent";
-      unconfirmed(`${what}: the connection dropped before the server got it. Press Enter to try again.`);
+      unconfirmed(
+        pending.kind === "edit"
+          ? _("Not saved: the connection dropped before the server got it. Press Enter to try again.")
+          : _("Not sent: the connection dropped before the server got it. Press Enter to try again."),
+      );
     } else if (help.dataset.reason === "connection") {
       setHelp("");
     }
@@ -881,7 +885,7 @@ function closed(event, opened) {
     return;
   }
   if (!navigator.onLine) {
-    setState("offline", "Offline: waiting for the network");
+    setState("offline", _("Offline: waiting for the network"));
     return;
   }
   if (event.code === 4000 || event.code === 1013) attempt = 0; // resume at once
@@ -930,13 +934,14 @@ function refused(answer) {
   clearTimeout(retryTimer);
   retryTimer = null;
   setState("refused");
-  const host = answer.host ? `"${answer.host}"` : "no Host header";
+  const host = answer.host ? `"${answer.host}"` : _("no Host header");
   setHelp(
-    `The server refused the live connection: this page's origin (${answer.origin}) does not ` +
-      `pass its origin check, and the server sees the host as ${host}. Reloading will not ` +
-      "help. An operator should check security.allowed_origins, and that the proxy passes " +
-      "the Host header with its port and the scheme " +
-      "(nginx: proxy_set_header Host $http_host; proxy_set_header X-Forwarded-Proto $scheme).",
+    format(
+      _(
+        "The server refused the live connection: this page's origin ({origin}) does not pass its origin check, and the server sees the host as {host}. Reloading will not help. An operator should check security.allowed_origins, and that the proxy passes the Host header with its port and the scheme (nginx: proxy_set_header Host $http_host; proxy_set_header X-Forwarded-Proto $scheme).",
+      ),
+      { origin: answer.origin, host },
+    ),
     true,
     "refused",
   );
@@ -947,7 +952,7 @@ function schedule() {
   const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** attempt);
   const delay = ceiling / 2 + Math.random() * (ceiling / 2); // "equal jitter"
   attempt += 1;
-  if (attempt > OFFLINE_AFTER_ATTEMPTS) setState("offline", "Offline: still trying");
+  if (attempt > OFFLINE_AFTER_ATTEMPTS) setState("offline", _("Offline: still trying"));
   else setState("reconnecting");
   clearTimeout(retryTimer);
   retryTimer = setTimeout(connect, delay);
@@ -955,16 +960,16 @@ function schedule() {
 
 function leave(reason) {
   stopped = true;
-  setState("offline", "Disconnected");
-  const why = reason ? reason.replace(/\.$/, "") : "closed by the server";
-  storeNotice(`You were disconnected from room ${room}: ${why}.`);
+  setState("offline", _("Disconnected"));
+  const why = reason ? reason.replace(/\.$/, "") : _("closed by the server");
+  storeNotice(format(_("You were disconnected from room {room}: {why}."), { room, why }));
   location.assign("/chat/");
 }
 
 function loggedOut() {
   stopped = true;
-  setState("offline", "Logged out");
-  storeNotice(`Your session ended. Log in again to rejoin room ${room}.`);
+  setState("offline", _("Logged out"));
+  storeNotice(format(_("Your session ended. Log in again to rejoin room {room}."), { room }));
   location.assign(`/login/?next=${encodeURIComponent(location.pathname)}`);
 }
 
@@ -981,7 +986,7 @@ function connected() {
 
 function tooLong(text) {
   if (length(text) <= maxLength) return false;
-  setHelp(`Messages are at most ${maxLength} characters (this one has ${length(text)}).`, true);
+  setHelp(format(ngettext("Messages are at most {max} character (this one has {n}).", "Messages are at most {max} characters (this one has {n}).", maxLength), { max: maxLength, n: length(text) }), true);
   return true;
 }
 
@@ -994,7 +999,7 @@ function send() {
   }
   if (!text.trim()) return;
   if (!connected()) {
-    setHelp("Not connected: your message stays here until you can send it.", true, "connection");
+    setHelp(_("Not connected: your message stays here until you can send it."), true, "connection");
     return;
   }
   if (tooLong(text)) return;
@@ -1006,7 +1011,7 @@ function send() {
     clientId,
     text,
     replyTo: frame.reply_to,
-    timer: setTimeout(() => unconfirmed("No confirmation from the server yet; the text is kept."), CONFIRM_TIMEOUT_MS),
+    timer: setTimeout(() => unconfirmed(_("No confirmation from the server yet; the text is kept.")), CONFIRM_TIMEOUT_MS),
   };
   socket.send(JSON.stringify(frame));
   typingOut.reset();
@@ -1040,7 +1045,7 @@ function unconfirmed(detail) {
 // Any frame that is not a message (delete, react): sent if connected, else said why.
 function sendFrame(frame) {
   if (!connected()) {
-    setHelp("Not connected: try again when the connection is back.", true, "connection");
+    setHelp(_("Not connected: try again when the connection is back."), true, "connection");
     return false;
   }
   socket.send(JSON.stringify(frame));
@@ -1054,20 +1059,20 @@ function setMode(next) {
   mode = next;
   context.hidden = !mode;
   form.classList.toggle("is-editing", mode?.kind === "edit");
-  sendButton.textContent = mode?.kind === "edit" ? "Save" : "Send";
+  sendButton.textContent = mode?.kind === "edit" ? _("Save") : _("Send");
   if (!mode) {
     contextText.replaceChildren();
     return;
   }
   const m = shown.get(mode.id);
   if (mode.kind === "reply") {
-    const quoted = m?.deleted ? "message deleted" : firstLine(m?.text || "");
+    const quoted = m?.deleted ? _("message deleted") : firstLine(m?.text || "");
     const author = el("bdi", "", m?.username || "");
-    contextText.replaceChildren("Replying to ", author, ": ", el("span", "context-quote", quoted));
-    contextCancel.setAttribute("aria-label", "Cancel reply");
+    contextText.replaceChildren(_("Replying to") + " ", author, ": ", el("span", "context-quote", quoted));
+    contextCancel.setAttribute("aria-label", _("Cancel reply"));
   } else {
-    contextText.replaceChildren("Editing message — Esc to cancel");
-    contextCancel.setAttribute("aria-label", "Cancel editing");
+    contextText.replaceChildren(_("Editing message — Esc to cancel"));
+    contextCancel.setAttribute("aria-label", _("Cancel editing"));
   }
 }
 
@@ -1104,11 +1109,11 @@ function saveEdit() {
     return;
   }
   if (!text.trim()) {
-    setHelp("An edit cannot be empty: delete the message instead.", true, "send");
+    setHelp(_("An edit cannot be empty: delete the message instead."), true, "send");
     return;
   }
   if (!connected()) {
-    setHelp("Not connected: your edit stays here until you can save it.", true, "connection");
+    setHelp(_("Not connected: your edit stays here until you can save it."), true, "connection");
     return;
   }
   if (tooLong(text)) return;
@@ -1116,7 +1121,7 @@ function saveEdit() {
     kind: "edit",
     id: mode.id,
     text,
-    timer: setTimeout(() => unconfirmed("No confirmation from the server yet; the text is kept."), CONFIRM_TIMEOUT_MS),
+    timer: setTimeout(() => unconfirmed(_("No confirmation from the server yet; the text is kept.")), CONFIRM_TIMEOUT_MS),
   };
   socket.send(JSON.stringify({ type: "edit", id: mode.id, text }));
   setHelp("");
@@ -1142,7 +1147,7 @@ function composerSawUpdate(m) {
   } else if (m.deleted) {
     const editing = mode.kind === "edit";
     setMode(null); // the text typed stays in the input
-    if (editing) setHelp("That message was deleted meanwhile; your text is kept.", true, "send");
+    if (editing) setHelp(_("That message was deleted meanwhile; your text is kept."), true, "send");
   } else {
     setMode(mode); // the quote shows the new text
   }
@@ -1166,11 +1171,11 @@ function openMenuFor(li, trigger = li.querySelector(".msg-actions")) {
   if (!m || m.deleted || !trigger) return;
   const returnTo = document.activeElement === li ? li : trigger;
   const items = [
-    { label: "Reply", run: () => startReply(m.id) },
-    { label: "React", run: () => openPicker(trigger, (emoji) => react(m.id, emoji), returnTo) },
+    { label: _("Reply"), run: () => startReply(m.id) },
+    { label: _("React"), run: () => openPicker(trigger, (emoji) => react(m.id, emoji), returnTo) },
   ];
-  if (isMine(m)) items.push({ label: "Edit", run: () => startEdit(m.id) });
-  if (isMine(m) || canModerate) items.push({ label: "Delete", run: () => askDelete(m.id, li) });
+  if (isMine(m)) items.push({ label: _("Edit"), run: () => startEdit(m.id) });
+  if (isMine(m) || canModerate) items.push({ label: _("Delete"), run: () => askDelete(m.id, li) });
   openMenu(trigger, items, returnTo);
 }
 
@@ -1252,7 +1257,7 @@ window.addEventListener("offline", () => {
   // No retries while there is no network: "online" reconnects.
   clearTimeout(retryTimer);
   retryTimer = null;
-  setState("offline", "Offline: waiting for the network");
+  setState("offline", _("Offline: waiting for the network"));
 });
 
 window.addEventListener("pagehide", () => {

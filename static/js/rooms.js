@@ -1,22 +1,17 @@
 // The room list: keep each room's count (and last activity) fresh by polling
 // GET /api/rooms every few seconds, without a reload. New rooms appear, rooms
 // gone from the server disappear; nothing is announced (counts change often).
+import { _, ago, format, ngettext } from "./i18n.js";
 const POLL_MS = 4000;
 const list = document.getElementById("room-list");
 const empty = document.getElementById("room-list-empty");
 let timer = null;
 let stopped = false;
 
-function ago(ts) {
+function activity(ts) {
   if (!ts) return "";
-  const seconds = Math.max(0, Date.now() / 1000 - ts);
-  for (const [unit, size] of [["day", 86400], ["hour", 3600], ["minute", 60]]) {
-    if (seconds >= size) {
-      const n = Math.floor(seconds / size);
-      return `active ${n} ${unit}${n === 1 ? "" : "s"} ago`;
-    }
-  }
-  return "active just now";
+  const when = ago(Math.max(0, Date.now() / 1000 - ts));
+  return when ? format(_("active {when}"), { when }) : _("active just now");
 }
 
 function span(attr, className) {
@@ -47,9 +42,9 @@ function fill(li, room) {
   const count = li.querySelector("[data-count]");
   count.textContent = String(room.count);
   count.classList.toggle("count-zero", !room.count);
-  li.querySelector("[data-people]").textContent = `${room.count === 1 ? "person" : "people"} here`;
-  const activity = ago(room.last_activity);
-  li.querySelector("[data-activity]").textContent = activity ? ` · ${activity}` : "";
+  li.querySelector("[data-people]").textContent = ngettext("person here", "people here", room.count);
+  const active = activity(room.last_activity);
+  li.querySelector("[data-activity]").textContent = active ? ` · ${active}` : "";
 }
 
 function render(rooms) {

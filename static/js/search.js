@@ -10,6 +10,7 @@
 // Keyboard: Enter searches; ArrowDown from the box goes to the first result,
 // ArrowUp/ArrowDown move between results, Escape clears and returns to the box.
 // The status line (aria-live) says "Searching…", "No results" or "N results".
+import { _, dateTimeFormat, format, ngettext } from "./i18n.js";
 const $ = (id) => document.getElementById(id);
 const form = $("search-form");
 const input = $("search-input");
@@ -62,9 +63,11 @@ function highlighted(text, words) {
   return nodes;
 }
 
+const resultTime = dateTimeFormat({ dateStyle: "medium", timeStyle: "short" });
+
 function when(ts) {
   const date = new Date(ts * 1000);
-  return { text: date.toLocaleString([], { dateStyle: "medium", timeStyle: "short" }), iso: date.toISOString() };
+  return { text: resultTime.format(date), iso: date.toISOString() };
 }
 
 function safeUrl(url) {
@@ -102,13 +105,13 @@ async function search() {
   if (!q) {
     list.replaceChildren();
     list.hidden = true;
-    say("Type a word to search for.");
+    say(_("Type a word to search for."));
     return;
   }
   const params = new URLSearchParams({ q, limit: String(LIMIT) });
   if (here?.checked) params.set("room", here.value);
   const mine = ++asked;
-  say("Searching…");
+  say(_("Searching…"));
   let answer;
   try {
     const response = await fetch(`/api/search?${params}`, {
@@ -121,18 +124,18 @@ async function search() {
     if (!response.ok) {
       list.replaceChildren();
       list.hidden = true;
-      say(response.status === 404 ? "No results" : body.error || "The search failed: try again.");
+      say(response.status === 404 ? _("No results") : body.error || _("The search failed: try again."));
       return;
     }
     answer = body.results || [];
   } catch {
-    if (mine === asked) say("The search failed: check the connection and try again.");
+    if (mine === asked) say(_("The search failed: check the connection and try again."));
     return;
   }
   const words = q.split(/\s+/).filter(Boolean);
   list.replaceChildren(...answer.map((result) => item(result, words)));
   list.hidden = answer.length === 0;
-  say(answer.length === 0 ? "No results" : answer.length === 1 ? "1 result" : `${answer.length} results`);
+  say(answer.length === 0 ? _("No results") : format(ngettext("{n} result", "{n} results", answer.length), { n: answer.length }));
 }
 
 function results() {

@@ -11,6 +11,7 @@
 // entry already accounts for is not counted again, so the `notify` and the
 // `activity` of one message count once. The room list page has no socket: it
 // asks /api/conversations every few seconds while visible.
+import { _, format, ngettext } from "./i18n.js";
 import "./search.js";
 
 const $ = (id) => document.getElementById(id);
@@ -81,7 +82,7 @@ function newItem(summary) {
   const link = el("a", "conv-link");
   link.href = summary.url;
   if (summary.kind === "private") {
-    link.append(svgLock(), el("span", "sr-only", "Private room "));
+    link.append(svgLock(), el("span", "sr-only", _("Private room") + " "));
   } else if (summary.kind === "dm") {
     const avatar = el("span", "conv-icon conv-avatar", [...summary.name][0]?.toUpperCase() || "?");
     avatar.setAttribute("aria-hidden", "true");
@@ -96,12 +97,12 @@ function newItem(summary) {
   mention.dataset.mentionsBadge = "";
   const mentionN = el("span", "", "0");
   mentionN.dataset.n = "";
-  mention.append("@", mentionN, el("span", "sr-only", " mentions"));
+  mention.append("@", mentionN, el("span", "sr-only", ""));
   const unread = el("span", "unread-count");
   unread.dataset.unreadBadge = "";
   const unreadN = el("span", "", "0");
   unreadN.dataset.n = "";
-  unread.append(unreadN, el("span", "sr-only", " unread"));
+  unread.append(unreadN, el("span", "sr-only", ""));
   badges.append(mention, " ", unread);
   link.append(" ", el("bdi", "conv-name", summary.name), " ", badges);
   li.append(link);
@@ -117,9 +118,11 @@ function show(entry) {
   const unread = li.querySelector("[data-unread-badge]");
   unread.hidden = !entry.unread;
   unread.querySelector("[data-n]").textContent = String(entry.unread);
+  unread.querySelector(".sr-only").textContent = " " + ngettext("unread", "unread", entry.unread);
   const mention = li.querySelector("[data-mentions-badge]");
   mention.hidden = !entry.mentions;
   mention.querySelector("[data-n]").textContent = String(entry.mentions);
+  mention.querySelector(".sr-only").textContent = " " + ngettext("mention", "mentions", entry.mentions);
   li.classList.toggle("has-unread", entry.unread > 0);
   const link = li.querySelector("a");
   if (entry.conversation === current) link.setAttribute("aria-current", "page");
@@ -133,7 +136,7 @@ function showTotal() {
   const badge = $("sidebar-button-total");
   if (badge) {
     badge.hidden = !total;
-    badge.replaceChildren(String(total), el("span", "sr-only", " unread"));
+    badge.replaceChildren(String(total), el("span", "sr-only", " " + ngettext("unread", "unread", total)));
   }
 }
 
@@ -317,9 +320,9 @@ function showNotifyState() {
   notifyButton.hidden = permission !== "default";
   notifyState.textContent =
     permission === "granted"
-      ? "Notifications are on while this tab is in the background."
+      ? _("Notifications are on while this tab is in the background.")
       : permission === "denied"
-        ? "Notifications are blocked in this browser's settings."
+        ? _("Notifications are blocked in this browser's settings.")
         : "";
 }
 
@@ -344,10 +347,12 @@ function showNotification(frame) {
   const message = frame.message || {};
   const entry = entries.get(frame.conversation);
   const isDm = (frame.conversation || "").startsWith("@");
-  const where = isDm ? "a direct message" : `#${entry?.name || frame.conversation}`;
+  const place = `#${entry?.name || frame.conversation}`;
   const url = /^\/(chat|dm)\/[^/]+\/$/.test(frame.url || "") ? frame.url : "/chat/";
   try {
-    const note = new Notification(`${message.username || "Someone"} in ${where}`, {
+    const who = message.username || _("Someone");
+    const heading = isDm ? format(_("{name} in a direct message"), { name: who }) : format(_("{name} in {place}"), { name: who, place });
+    const note = new Notification(heading, {
       body: plain(message.text),
       tag: frame.conversation,
     });

@@ -5,6 +5,7 @@
 // stores it; each person's indicator lasts EXPIRES_MS after their last frame
 // and goes at once when their message arrives. The region's text changes only
 // when who is typing changes, so a screen reader hears it once, not per frame.
+import { _, format } from "./i18n.js";
 const SEND_EVERY_MS = 2000;
 const EXPIRES_MS = 5000;
 
@@ -15,9 +16,9 @@ export function typingIndicator(region, me) {
   function render() {
     const names = [...typing.keys()];
     let text = "";
-    if (names.length === 1) text = `${names[0]} is typing…`;
-    else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
-    else if (names.length > 2) text = "several people are typing…";
+    if (names.length === 1) text = format(_("{name} is typing…"), { name: names[0] });
+    else if (names.length === 2) text = format(_("{first} and {second} are typing…"), { first: names[0], second: names[1] });
+    else if (names.length > 2) text = _("several people are typing…");
     if (region.textContent !== text) region.textContent = text;
   }
 
