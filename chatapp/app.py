@@ -251,6 +251,9 @@ def create_app(config: Config, *, workers: int = 1) -> web.Application:
         context_processors=[pages.template_context],
         extensions=["jinja2.ext.i18n"],
     )
+    # Every catalog is read now: a broken .po stops the start, not a later request.
+    for lang in i18n.SUPPORTED:
+        i18n.translations(lang)
     # The request's language, read from the ContextVar set by languages.middleware.
     env.install_gettext_callables(
         i18n.gettext, i18n.ngettext, newstyle=True, pgettext=i18n.pgettext

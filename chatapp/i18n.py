@@ -215,8 +215,8 @@ def script_catalog(lang: str) -> bytes:
     messages: dict[str, str | list[str]] = {}
     if lang != DEFAULT and lang in SUPPORTED:
         for message in catalog(lang):
-            if not message.id or not message.string:
-                continue
+            if not message.id or not message.string or message.context:
+                continue  # the scripts use no pgettext
             if isinstance(message.id, tuple):
                 forms = list(message.string)
                 if all(forms):

@@ -25,24 +25,25 @@ KEYWORDS = {**DEFAULT_KEYWORDS, "N_": None, "Msg": None, "nMsg": (1, 2)}
 PLACEHOLDER = re.compile(r"\{\w+\}|%\(\w+\)[sd]")
 
 
-def extracted() -> dict[str | tuple[str, ...], list[str]]:
+def extracted() -> dict[tuple[str | None, str | tuple[str, ...]], list[str]]:
     """Every msgid in the code, with where it is (file:line), as babel.cfg says."""
     with open(ROOT / "babel.cfg") as f:
         method_map, options_map = parse_mapping_cfg(f)
-    found: dict[str | tuple[str, ...], list[str]] = {}
-    for filename, lineno, message, _comments, _context in extract_from_dir(
+    found: dict[tuple[str | None, str | tuple[str, ...]], list[str]] = {}
+    for filename, lineno, message, _comments, context in extract_from_dir(
         str(ROOT), method_map, options_map, keywords=KEYWORDS
     ):
-        found.setdefault(message, []).append(f"{filename}:{lineno}")
+        found.setdefault((context, message), []).append(f"{filename}:{lineno}")
     return found
 
 
 def problems(messages: dict, catalog: Catalog) -> list[str]:
-    """Why `catalog` does not translate `messages` completely (empty: it does)."""
+    """Why `catalog` does not translate `messages` ({(context, msgid): places})
+    completely (empty: it does)."""
     wrong = []
-    for msgid, where in sorted(messages.items(), key=lambda item: str(item[0])):
+    for (context, msgid), where in sorted(messages.items(), key=lambda item: str(item[0])):
         key = msgid[0] if isinstance(msgid, tuple) else msgid
-        entry = catalog.get(key)
+        entry = catalog.get(key, context=context)
         place = where[0]
         if entry is None:
             wrong.append(f"{place}: not in the catalog: {msgid!r}")
@@ -79,11 +80,9 @@ def test_every_string_shown_to_people_is_translated(messages, lang):
 
 def test_the_catalog_holds_no_stale_strings(messages):
     """Strings no code uses any more are removed (pybabel update marks them obsolete)."""
-    keys = {m[0] if isinstance(m, tuple) else m for m in messages}
+    used = set(messages)
     stale = [
-        m.id
-        for m in i18n.catalog("ru")
-        if m.id and (m.id[0] if isinstance(m.id, tuple) else m.id) not in keys
+        (m.context, m.id) for m in i18n.catalog("ru") if m.id and (m.context, m.id) not in used
     ]
     assert stale == []
 
@@ -102,11 +101,12 @@ def test_the_check_fails_on_an_untranslated_string():
     scratch.add(("{n} cat", "{n} cats"), ("{n} кот", "{n} кота", ""))
     scratch.add("Hello {name}", "Привет")
     messages = {
-        "Send": ["static/js/room.js:1"],
-        "A brand new button": ["templates/room.html:2"],
-        ("{n} cat", "{n} cats"): ["chatapp/web/pages.py:3"],
-        "Hello {name}": ["chatapp/web/pages.py:4"],
-        "Not in the catalog at all": ["static/js/room.js:5"],
+        (None, "Send"): ["static/js/room.js:1"],
+        (None, "A brand new button"): ["templates/room.html:2"],
+        (None, ("{n} cat", "{n} cats")): ["chatapp/web/pages.py:3"],
+        (None, "Hello {name}"): ["chatapp/web/pages.py:4"],
+        (None, "Not in the catalog at all"): ["static/js/room.js:5"],
+        ("placeholder", "Send"): ["templates/room.html:6"],
     }
     found = problems(messages, scratch)
     assert sorted(found) == [
@@ -114,5 +114,6 @@ def test_the_check_fails_on_an_untranslated_string():
         "chatapp/web/pages.py:4: placeholders differ in 'Привет' for 'Hello {name}'",
         "static/js/room.js:5: not in the catalog: 'Not in the catalog at all'",
         "templates/room.html:2: not translated into ru: 'A brand new button'",
+        "templates/room.html:6: not in the catalog: 'Send'",
     ]
-    assert problems({"Send": ["x:1"]}, scratch) == []
+    assert problems({(None, "Send"): ["x:1"]}, scratch) == []

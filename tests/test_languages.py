@@ -361,3 +361,24 @@ async def test_room_list_activity_in_russian(client: Client):
     await sock.say("привет")
     page = await client.get("/chat/")
     assert "активна только что" in page.text
+
+
+async def test_the_500_page_in_russian(aiohttp_client, redis_url):
+    """A handler that fails: the error page middleware answers 500 in the request's language."""
+    from aiohttp import web
+
+    from chatapp.app import create_app
+    from tests.conftest import make_config
+
+    app = create_app(make_config(redis_url))
+
+    async def broken(request: web.Request) -> web.Response:
+        raise RuntimeError("a bug")
+
+    app.router.add_get("/broken/", broken)
+    client = Client(await aiohttp_client(app))
+    page = await client.get("/broken/", headers=RU)
+    assert page.status == 500 and lang_of(page.text) == "ru"
+    assert "Что-то пошло не так" in page.text and "a bug" not in page.text
+    english = await client.get("/broken/")
+    assert english.status == 500 and "Something went wrong" in english.text
