@@ -382,3 +382,12 @@ async def test_the_500_page_in_russian(aiohttp_client, redis_url):
     assert "Что-то пошло не так" in page.text and "a bug" not in page.text
     english = await client.get("/broken/")
     assert english.status == 500 and "Something went wrong" in english.text
+
+
+async def test_search_errors_shown_on_the_page_are_in_russian(client: Client):
+    speak_russian(client)
+    await client.register()
+    empty = await client.get("/api/search?q=%20")
+    assert empty.status == 400 and empty.json()["error"] == "Введите слово для поиска."
+    many = await client.get("/api/search?q=" + "+".join(f"w{i}" for i in range(51)))
+    assert many.json()["error"] == "В поисковом запросе может быть не больше 50 слов."

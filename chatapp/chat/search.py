@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from chatapp.chat.conversations import Conversation, Conversations, dm_peer, dm_people, is_dm
+from chatapp.i18n import N_, nMsg
 from chatapp.store.keys import Keys
 
 MAX_QUERY_CHARS = 500
@@ -47,18 +48,30 @@ _UNICODE_ESCAPE = b"\\u"  # a character written as \uXXXX (a control character, 
 
 
 class BadQuery(ValueError):
-    """The query breaks a rule; the message says which, for a 400 answer."""
+    """The query breaks a rule; the message says which, for a 400 answer.
+
+    Its message is English (a msgid or an i18n.Msg): the page translates it
+    into the request's language (web/history_pages.py).
+    """
 
 
 def query_words(q: str) -> list[str]:
     """The words to look for: case-folded, each once, in the order typed."""
     if len(q) > MAX_QUERY_CHARS:
-        raise BadQuery(f"A search is at most {MAX_QUERY_CHARS} characters.")
+        raise BadQuery(
+            nMsg(
+                "A search is at most {n} character.",
+                "A search is at most {n} characters.",
+                MAX_QUERY_CHARS,
+            )
+        )
     typed = q.casefold().split()
     if not typed:
-        raise BadQuery("Type a word to search for.")
+        raise BadQuery(N_("Type a word to search for."))
     if len(typed) > MAX_QUERY_WORDS:
-        raise BadQuery(f"A search is at most {MAX_QUERY_WORDS} words.")
+        raise BadQuery(
+            nMsg("A search is at most {n} word.", "A search is at most {n} words.", MAX_QUERY_WORDS)
+        )
     return list(dict.fromkeys(typed))
 
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from chatapp import i18n
 from chatapp.appkeys import chat_key, user_key
 from chatapp.chat.conversations import DM_RE, Conversation, dm_name, dm_people
 from chatapp.chat.search import DEFAULT_RESULTS, MAX_RESULTS, BadQuery, query_words
+from chatapp.i18n import in_language
 from chatapp.names import ROOM_RE
 from chatapp.web.chat_pages import dm_peer_of
 from chatapp.web.params import whole_number
@@ -119,7 +121,9 @@ async def search(request: web.Request) -> web.Response:
     try:
         words = query_words(request.query.get("q", ""))
         limit = _limit(request, DEFAULT_RESULTS, MAX_RESULTS)
-    except (BadQuery, BadParam) as exc:
+    except BadQuery as exc:  # shown on the page (static/js/search.js): its language
+        return json_error(400, in_language(exc.args[0], i18n.current()))
+    except BadParam as exc:
         return json_error(400, str(exc))
     me = request[user_key].username
     finder = request.app[chat_key].search
