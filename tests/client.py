@@ -222,6 +222,7 @@ class Client:
         room: str,
         after: int | str | None = None,
         *,
+        rev: int | str | None = None,
         origin: str | None = None,
         base: str | None = None,
         **ws_kwargs,
@@ -231,7 +232,7 @@ class Client:
         The Origin header is the page's (`base`), or `origin`; `origin=""` sends none.
         """
         return await self.join_path(
-            f"/ws/chat/{room}/", after, origin=origin, base=base, **ws_kwargs
+            f"/ws/chat/{room}/", after, rev=rev, origin=origin, base=base, **ws_kwargs
         )
 
     async def join_path(
@@ -239,13 +240,16 @@ class Client:
         path: str,
         after: int | str | None = None,
         *,
+        rev: int | str | None = None,
         origin: str | None = None,
         base: str | None = None,
         **ws_kwargs,
     ) -> Socket:
         """Open the socket at `path` (`/ws/chat/{room}/`, `/ws/dm/{username}/`)."""
         base = (base or self.base).rstrip("/")
-        query = "" if after is None else f"?after={after}"
+        params = {"after": after, "rev": rev}
+        query = "&".join(f"{k}={v}" for k, v in params.items() if v is not None)
+        query = f"?{query}" if query else ""
         headers = {} if origin == "" else {"Origin": origin or base}
         ws = await self.http.ws_connect(f"{base}{path}{query}", headers=headers, **ws_kwargs)
         sock = Socket(ws, self.name)
@@ -279,10 +283,15 @@ class Socket:
             frame["client_id"] = client_id
         await self.ws.send_str(json.dumps(frame))
 
-    async def say(self, text: str, timeout: float = 5.0) -> dict[str, Any]:
-        """Send with a fresh client_id; return the stored message when it comes back."""
+    async def send_frame(self, **frame: Any) -> None:
+        """Any frame: `send_frame(type="edit", id=3, text="fixed")`."""
+        await self.ws.send_str(json.dumps(frame))
+
+    async def say(self, text: str, timeout: float = 5.0, **extra: Any) -> dict[str, Any]:
+        """Send with a fresh client_id (and `extra` fields, such as reply_to); return
+        the stored message when it comes back."""
         client_id = f"{self.name or 'anon'}-{next(_client_ids)}"
-        await self.send(text, client_id)
+        await self.send_frame(type="message", text=text, client_id=client_id, **extra)
         return await self.until(
             lambda f: f["type"] == "message" and f.get("client_id") == client_id,
             timeout,
@@ -332,6 +341,17 @@ class Socket:
     async def next(self, kind: str, timeout: float = 5.0) -> dict[str, Any]:
         """The next frame of type `kind`, skipping others."""
         return await self.until(lambda f: f["type"] == kind, timeout, f"a {kind} frame")
+
+    async def update(self, message_id: int, timeout: float = 5.0) -> dict[str, Any]:
+        """The next `update` frame about message `message_id`."""
+        return await self.until(
+            lambda f: f["type"] == "update" and f["message"]["id"] == message_id,
+            timeout,
+            f"an update of message {message_id}",
+        )
+
+    async def error(self, timeout: float = 5.0) -> dict[str, Any]:
+        return await self.next("error", timeout)
 
     async def presence(self, users: list[str], timeout: float = 5.0) -> dict[str, Any]:
         """Presence frames are a stream of states: wait for the one naming `users`."""

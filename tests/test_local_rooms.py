@@ -55,15 +55,23 @@ class World:
         self.published.append(stored)
         return frames.message_id(stored)
 
+    async def change(self, action: str, message_id: int, value: str = "") -> int:
+        """Edit, delete or react as zed on another worker; the update has not arrived."""
+        update = await self.broker.change_message("lobby", "zed", action, message_id, value)
+        self.published.append(update)
+        return frames.update_rev(update)
+
     def arrive(self, room: str = "lobby") -> None:
         """Everything stored so far reaches this worker's subscriber, in order."""
         for data in self.published:
             self.rooms.room_frame(room, data)
         self.published.clear()
 
-    async def join(self, after: int | None = None, room: str = "lobby") -> Connection:
+    async def join(
+        self, after: int | None = None, room: str = "lobby", rev: int | None = None
+    ) -> Connection:
         conn = Connection(FakeSocket(), FakeTransport(), "ann", room, max_buffer=1 << 20)
-        await self.rooms.get(room).join(conn, after)
+        await self.rooms.get(room).join(conn, after, rev)
         return conn
 
 
@@ -79,6 +87,19 @@ def ids(conn: Connection) -> list:
             out.append(("history", [m["id"] for m in frame["messages"]], frame["truncated"]))
         elif frame["type"] == "message":
             out.append(frame["id"])
+    return out
+
+
+def changes(conn: Connection) -> list:
+    """What a socket learnt of changes: ("history", rev, [(id, rev) of updates]),
+    then ("update", id, rev) per live update, in order."""
+    out = []
+    for frame in frames_of(conn):
+        if frame["type"] == "history":
+            updates = [(m["id"], m["rev"]) for m in frame.get("updates", [])]
+            out.append(("history", frame["rev"], updates))
+        elif frame["type"] == "update":
+            out.append(("update", frame["message"]["id"], frame["rev"]))
     return out
 
 
@@ -127,8 +148,8 @@ async def test_live_frame_that_overtakes_the_history_read_is_not_lost(world):
     ann = await world.join()
     read = world.broker.history
 
-    async def overtaken_read(room, after=None):
-        held = await read(room, after)
+    async def overtaken_read(room, after=None, changed_after=None):
+        held = await read(room, after, changed_after)
         if not overtaken:
             world.broker.history = read  # once
             overtaken.append(await world.store("overtaking"))
@@ -247,3 +268,72 @@ def test_control_events_round_trip_and_garbage_is_refused():
     for garbage in (b"not json", b"[]", b'{"action": "close_user"}', b'{"action": "dance"}'):
         with pytest.raises(control.BadControlEvent):
             control.decode(garbage)
+
+
+async def test_update_that_overtakes_the_history_read_is_not_lost(world):
+    """As for messages: an edit published after a newcomer's history read may reach
+    the worker first; the newcomer's history then shows it, nobody gets it twice."""
+    await world.store("one")
+    ann = await world.join()
+    read = world.broker.history
+
+    async def overtaken_read(room, after=None, changed_after=None):
+        held = await read(room, after, changed_after)
+        if not overtaken:
+            world.broker.history = read  # once
+            overtaken.append(await world.change("edit", 1, "one, edited"))
+            world.arrive()
+        return held
+
+    overtaken: list[int] = []
+    world.broker.history = overtaken_read
+    ben = await world.join(after=0, rev=0)
+    await loop_turn()
+    assert overtaken == [1]
+    history = next(f for f in frames_of(ben) if f["type"] == "history")
+    assert history["messages"][0]["text"] == "one, edited"
+    assert changes(ben) == [("history", 1, [])]
+    assert changes(ann) == [("history", 0, []), ("update", 1, 1)]
+
+
+async def test_gap_fill_delivers_missed_updates_once_and_in_order(world):
+    ann = await world.join()
+    await world.store("one")
+    await world.change("react", 1, "👍")
+    world.arrive()
+    await world.change("edit", 1, "one, edited")  # lost while reconnecting ...
+    await world.store("two")
+    await world.change("react", 2, "🎉")  # (in message 2 as delivered)
+    await world.change("react", 1, "👀")
+    world.published.clear()
+    await world.rooms.resubscribed(lost=False)  # ... and filled from history
+    await world.change("delete", 2)
+    world.arrive()
+    await loop_turn()
+    assert ids(ann) == [("history", [], False), 1, 2]
+    assert changes(ann) == [
+        ("history", 0, []),
+        ("update", 1, 1),
+        ("update", 1, 4),
+        ("update", 2, 5),
+    ]
+    message_two = next(f for f in frames_of(ann) if f.get("id") == 2)
+    assert message_two["reactions"] == {"🎉": ["zed"]}
+
+
+async def test_a_resuming_newcomer_gets_its_changes_and_the_others_theirs(world):
+    for text in ("one", "two"):
+        await world.store(text)
+    await world.change("react", 1, "👍")  # rev 1: the newcomer saw it before leaving
+    world.arrive()
+    ann = await world.join()
+    await world.change("edit", 2, "two, edited")  # rev 2 ...
+    await world.change("delete", 1)  # rev 3: on their way when ben joins
+    await world.store("three")
+    ben = await world.join(after=2, rev=1)
+    world.arrive()  # duplicates now: everyone has them
+    await loop_turn()
+    assert changes(ben) == [("history", 3, [(2, 2), (1, 3)])]
+    assert ids(ben) == [("history", [3], False)]
+    assert changes(ann) == [("history", 1, []), ("update", 2, 2), ("update", 1, 3)]
+    assert ids(ann) == [("history", [1, 2], False), 3]

@@ -82,6 +82,19 @@ async def test_room_whose_every_socket_died_with_its_worker_is_swept_by_another(
     assert await presence_of(store, Told(), worker_id="other").sweep_elsewhere() == []
 
 
+async def test_private_rooms_and_direct_conversations_of_a_dead_worker_are_swept(store):
+    """They are listed apart from the public rooms (Keys.private_conversations)."""
+    told = Told()
+    dead = presence_of(store, Told(), worker_id="dead")
+    for name in ("hideout", "@ann:zed"):
+        await dead.join(name, "zed", store.raw.pipeline(transaction=True))
+        await store.raw.zadd(Keys.private_conversations, {name: time.time()})
+        await store.raw.zadd(Keys.room_members(name), {"dead|zed": time.time() - 1})
+    live = presence_of(store, told, worker_id="live")
+    assert sorted(await live.sweep_elsewhere()) == ["@ann:zed", "hideout"]
+    assert sorted(told.announced) == [("@ann:zed", []), ("hideout", [])]
+
+
 async def test_last_person_leaving_empties_the_room_and_two_sockets_count_once(store):
     told = Told()
     presence = presence_of(store, told)

@@ -22,7 +22,12 @@ async def base(start_server) -> str:
 async def test_first_frame_is_history_then_presence(base):
     async with Client(base, "ann") as ann:
         sock = await ann.join("lobby")
-        assert await sock.frame() == {"type": "history", "messages": [], "truncated": False}
+        assert await sock.frame() == {
+            "type": "history",
+            "messages": [],
+            "truncated": False,
+            "rev": 0,
+        }
         assert await sock.frame() == {"type": "presence", "users": ["ann"], "count": 1}
 
 

@@ -11,7 +11,7 @@ Subscribing is `chat.subscriber`'s job.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -23,19 +23,28 @@ from chatapp.store.keys import Keys
 log = logging.getLogger(__name__)
 
 # KEYS: seq, history, channel, listing (the public room list, or the list of
-# private conversations), rate
-# ARGV: body (after "ts"), history limit, room, rate limit, rate window (ms)
-# Returns the stored message, or -1 when the sender is over the rate limit.
+# private conversations), rate, changes
+# ARGV: body (after "ts"), history limit, room, rate limit, rate window (ms),
+# reply_to (0: none)
+# Returns the stored message, -1 when the sender is over the rate limit, -2
+# when reply_to is not a held message.
 _APPEND = """
 local sent = redis.call('INCR', KEYS[5])
 if sent == 1 then redis.call('PEXPIRE', KEYS[5], ARGV[5]) end
 if sent > tonumber(ARGV[4]) then return -1 end
+local reply_to = tonumber(ARGV[6])
+if reply_to > 0 then
+  local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
+  if reply_to > seq or reply_to <= seq - redis.call('LLEN', KEYS[2]) then return -2 end
+end
 local id = redis.call('INCR', KEYS[1])
 local now = redis.call('TIME')
 local msg = '{"type":"message","id":' .. id .. ',"ts":' .. now[1] .. '.'
             .. string.format('%06d', now[2]) .. ARGV[1]
 redis.call('RPUSH', KEYS[2], msg)
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
+local gone = id - tonumber(ARGV[2])
+if gone > 0 then redis.call('ZREM', KEYS[6], gone) end
 redis.call('PERSIST', KEYS[1])
 redis.call('PERSIST', KEYS[2])
 redis.call('ZADD', KEYS[4], now[1], ARGV[3])
@@ -43,9 +52,89 @@ redis.call('PUBLISH', KEYS[3], msg)
 return msg
 """
 
-# Messages with id > ARGV[1] (all when ARGV[1] is past seq: ids started over).
-# The list holds ids seq-len+1 .. seq (consecutive), so the start index follows
-# from the id. Returns {seq, first held id, messages...}.
+# An edit, delete or reaction toggle of a held message, stored and published
+# in one step like a message: the message is rewritten in place (its list
+# index follows from its id), takes the room's next rev, and the changes zset
+# records id -> rev so a resume finds what changed after its rev.
+# KEYS: seq, history, channel, rate, rev, changes
+# ARGV: action (edit | delete | react), id, user (lower case), the user's name,
+#       text or emoji, moderator (1: may delete anyone's), rate limit, rate
+#       window (ms), most reactions per message
+# Returns the update frame, or -1 rate limited, -2 not held (or deleted),
+# -3 forbidden, -4 too many different reactions.
+_CHANGE = """
+local sent = redis.call('INCR', KEYS[4])
+if sent == 1 then redis.call('PEXPIRE', KEYS[4], ARGV[8]) end
+if sent > tonumber(ARGV[7]) then return -1 end
+local id = tonumber(ARGV[2])
+local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
+local index = redis.call('LLEN', KEYS[2]) - 1 - (seq - id)
+if id > seq or index < 0 then return -2 end
+local raw = redis.call('LINDEX', KEYS[2], index)
+local m = cjson.decode(raw)
+if m.deleted then return -2 end
+local own = string.lower(m.username) == ARGV[3]
+local action = ARGV[1]
+local edited = string.match(raw, ',"edited":([%d%.]+)')
+local reactions = m.reactions
+if type(reactions) ~= 'table' then reactions = nil end
+local now = redis.call('TIME')
+if action == 'edit' then
+  if not own then return -3 end
+  m.text = ARGV[5]
+  edited = now[1] .. '.' .. string.format('%06d', now[2])
+elseif action == 'delete' then
+  if not own and ARGV[6] ~= '1' then return -3 end
+  m.text = ''
+  m.deleted = true
+  edited = nil
+  reactions = nil
+else
+  reactions = reactions or {}
+  local people = reactions[ARGV[5]]
+  if people == nil then
+    local kinds = 0
+    for _ in pairs(reactions) do kinds = kinds + 1 end
+    if kinds >= tonumber(ARGV[9]) then return -4 end
+    reactions[ARGV[5]] = {ARGV[4]}
+  else
+    local found = nil
+    for i, name in ipairs(people) do
+      if string.lower(name) == ARGV[3] then found = i end
+    end
+    if found then table.remove(people, found) else people[#people + 1] = ARGV[4] end
+    if #people == 0 then reactions[ARGV[5]] = nil end
+  end
+  if next(reactions) == nil then reactions = nil end
+end
+local rev = redis.call('INCR', KEYS[5])
+local client_id = 'null'
+if type(m.client_id) == 'string' then client_id = cjson.encode(m.client_id) end
+local parts = {
+  '{"type":"message","id":', string.format('%d', id),
+  ',"ts":', string.match(raw, '"ts":([%d%.]+)'),
+  ',"room":', cjson.encode(m.room), ',"username":', cjson.encode(m.username),
+  ',"text":', cjson.encode(m.text), ',"client_id":', client_id}
+if type(m.reply_to) == 'number' then
+  parts[#parts + 1] = ',"reply_to":' .. string.format('%d', m.reply_to)
+end
+if edited then parts[#parts + 1] = ',"edited":' .. edited end
+if m.deleted then parts[#parts + 1] = ',"deleted":true' end
+if reactions then parts[#parts + 1] = ',"reactions":' .. cjson.encode(reactions) end
+parts[#parts + 1] = ',"rev":' .. rev .. '}'
+local msg = table.concat(parts)
+redis.call('LSET', KEYS[2], index, msg)
+redis.call('ZADD', KEYS[6], rev, id)
+local update = '{"type":"update","rev":' .. rev .. ',"message":' .. msg .. '}'
+redis.call('PUBLISH', KEYS[3], update)
+return update
+"""
+
+# Messages with id > ARGV[1] (all when ARGV[1] is past seq: ids started over),
+# and with ARGV[2] >= 0 the held messages changed after rev ARGV[2].
+# The list holds ids seq-len+1 .. seq (consecutive), so an index follows from
+# an id. KEYS: seq, history, rev, changes.
+# Returns {seq, first held id, rev, count, messages..., (rev, message)...}.
 _HISTORY_AFTER = """
 local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
 local len = redis.call('LLEN', KEYS[2])
@@ -53,10 +142,33 @@ local first = seq - len + 1
 local after = tonumber(ARGV[1])
 local start = after - first + 1
 if after > seq or start < 0 then start = 0 end
-local out = {seq, first}
-for _, m in ipairs(redis.call('LRANGE', KEYS[2], start, -1)) do out[#out + 1] = m end
+local held = redis.call('LRANGE', KEYS[2], start, -1)
+local out = {seq, first, tonumber(redis.call('GET', KEYS[3]) or '0'), #held}
+for _, m in ipairs(held) do out[#out + 1] = m end
+if tonumber(ARGV[2]) >= 0 then
+  local changed = redis.call('ZRANGEBYSCORE', KEYS[4], '(' .. ARGV[2], '+inf', 'WITHSCORES')
+  for i = 1, #changed, 2 do
+    local id = tonumber(changed[i])
+    if id >= first and id <= seq then
+      out[#out + 1] = tonumber(changed[i + 1])
+      out[#out + 1] = redis.call('LINDEX', KEYS[2], id - first)
+    end
+  end
+end
 return out
 """
+
+
+@dataclass(frozen=True)
+class Change:
+    """A held message's present state, last changed at `rev`."""
+
+    rev: int
+    message: bytes
+
+    @property
+    def id(self) -> int:
+        return frames.message_id(self.message) or 0
 
 
 @dataclass(frozen=True)
@@ -65,10 +177,28 @@ class History:
     truncated: bool
     last_id: int  # the room's newest id when read (0: no message yet)
     first_id: int  # the oldest id still held (last_id + 1 when none is)
+    rev: int = 0  # the room's latest change number when read
+    changes: list[Change] = field(default_factory=list)  # after the rev asked for, by rev
 
 
 class RateLimited(Exception):
     """The sender is over `chat.rate_limit_messages` per `chat.rate_limit_seconds`."""
+
+
+class NotHeld(Exception):
+    """No such message in the room's history any more (or it was deleted)."""
+
+
+class Forbidden(Exception):
+    """That change is not the sender's to make."""
+
+
+class TooManyReactions(Exception):
+    """The message already has the most different reactions allowed."""
+
+
+_REFUSALS = {-1: RateLimited, -2: NotHeld, -3: Forbidden, -4: TooManyReactions}
+MAX_REACTIONS = 20  # different emoji on one message
 
 
 class Unavailable(Exception):
@@ -97,54 +227,140 @@ class Broker:
         self._rate_window_ms = max(1, int(rate_window * 1000))
         self._append = self._redis.register_script(_APPEND)
         self._history_after = self._redis.register_script(_HISTORY_AFTER)
+        self._change = self._redis.register_script(_CHANGE)
 
     # -- publishing and reading -------------------------------------------------
 
     async def publish_message(
-        self, room: str, username: str, text: str, client_id: str | None, *, public: bool = True
+        self,
+        room: str,
+        username: str,
+        text: str,
+        client_id: str | None,
+        *,
+        public: bool = True,
+        reply_to: int | None = None,
     ) -> bytes:
         """Store and publish a message; return it as stored (its id is `frames.message_id`).
 
         `public`: list the room in the public room list (else in the list of
-        private conversations, which only the admin page shows).
+        private conversations, which only the admin page shows). Raise
+        RateLimited, or NotHeld when `reply_to` is not a held message.
         """
-        body = frames.message_body(room, username, text, client_id)
+        body = frames.message_body(room, username, text, client_id, reply_to)
+        result = await self._run(
+            self._append,
+            keys=[
+                Keys.room_seq(room),
+                Keys.room_history(room),
+                Keys.room_channel(room),
+                Keys.rooms if public else Keys.private_conversations,
+                Keys.send_rate(username),
+                Keys.room_changes(room),
+            ],
+            args=[
+                body,
+                self._history_limit,
+                room,
+                self._rate_limit,
+                self._rate_window_ms,
+                reply_to or 0,
+            ],
+        )
+        if isinstance(result, int):
+            raise _REFUSALS[result]
+        return result
+
+    async def change_message(
+        self,
+        room: str,
+        username: str,
+        action: str,
+        message_id: int,
+        value: str = "",
+        *,
+        moderator: bool = False,
+    ) -> bytes:
+        """Edit (`value`: the new text), delete or toggle a reaction (`value`: the
+        emoji) of a held message; store and publish its new state under the
+        room's next rev. Return the `update` frame.
+
+        Raise RateLimited, NotHeld, Forbidden (edit: not the author; delete:
+        not the author and not `moderator`) or TooManyReactions.
+        """
+        result = await self._run(
+            self._change,
+            keys=[
+                Keys.room_seq(room),
+                Keys.room_history(room),
+                Keys.room_channel(room),
+                Keys.send_rate(username),
+                Keys.room_rev(room),
+                Keys.room_changes(room),
+            ],
+            args=[
+                action,
+                message_id,
+                username.lower(),
+                username,
+                value,
+                "1" if moderator else "0",
+                self._rate_limit,
+                self._rate_window_ms,
+                MAX_REACTIONS,
+            ],
+        )
+        if isinstance(result, int):
+            raise _REFUSALS[result]
+        return result
+
+    @staticmethod
+    async def _run(script, keys: list[str], args: list) -> bytes | int:
         try:
-            result = await self._append(
-                keys=[
-                    Keys.room_seq(room),
-                    Keys.room_history(room),
-                    Keys.room_channel(room),
-                    Keys.rooms if public else Keys.private_conversations,
-                    Keys.send_rate(username),
-                ],
-                args=[body, self._history_limit, room, self._rate_limit, self._rate_window_ms],
-            )
+            return await script(keys=keys, args=args)
         except (RedisError, OSError) as exc:
             timed_out = isinstance(exc, RedisTimeoutError | TimeoutError)
             raise Unavailable(str(exc), maybe_stored=timed_out) from exc
-        if result == -1:
-            raise RateLimited
-        return result
 
     async def publish_frame(self, room: str, frame: bytes) -> None:
-        """Publish a non-message frame (presence) to everyone in the room."""
+        """Publish a frame that is not stored (presence, typing) to everyone in the room."""
         await self._redis.publish(Keys.room_channel(room), frame)
 
-    async def history(self, room: str, after: int | None = None) -> History:
-        """The held messages (all, or those with id > after) and whether some were missed."""
+    async def history(
+        self, room: str, after: int | None = None, changed_after: int | None = None
+    ) -> History:
+        """The held messages (all, or those with id > after) and whether some were
+        missed; with `changed_after`, also every held message changed after that rev."""
         result = await self._history_after(
-            keys=[Keys.room_seq(room), Keys.room_history(room)], args=[after or 0]
+            keys=[
+                Keys.room_seq(room),
+                Keys.room_history(room),
+                Keys.room_rev(room),
+                Keys.room_changes(room),
+            ],
+            args=[after or 0, -1 if changed_after is None else changed_after],
         )
-        last_id, first_id = int(result[0]), int(result[1])
+        last_id, first_id, rev, count = (int(n) for n in result[:4])
         truncated = after is not None and (after > last_id or after < first_id - 1)
-        return History(list(result[2:]), truncated, last_id, first_id)
+        changed = result[4 + count :]
+        changes = [Change(int(changed[i]), changed[i + 1]) for i in range(0, len(changed), 2)]
+        changes.sort(key=lambda change: change.rev)
+        return History(list(result[4 : 4 + count]), truncated, last_id, first_id, rev, changes)
+
+    async def rev(self, room: str) -> int:
+        """The room's latest change number (0: nothing changed yet)."""
+        return int(await self._redis.get(Keys.room_rev(room)) or 0)
 
     async def last_id(self, room: str) -> int:
         """The room's newest message id (0: none yet)."""
         return int(await self._redis.get(Keys.room_seq(room)) or 0)
 
-    async def recent(self, room: str, count: int) -> list[bytes]:
-        if count <= 0:
-            return []
-        return await self._redis.lrange(Keys.room_history(room), -count, -1)
+    async def recent_and_rev(self, room: str, count: int) -> tuple[list[bytes], int]:
+        """The newest `count` messages and the room's rev, read in one step (a page
+        that resumes from that rev then misses no change)."""
+        pipe = self._redis.pipeline(transaction=True)
+        # LRANGE 1 0 is empty (-0 would be the whole list).
+        pipe.lrange(Keys.room_history(room), -count if count > 0 else 1, -1 if count > 0 else 0)
+        pipe.get(Keys.room_rev(room))
+        messages, rev = await pipe.execute()
+        return messages, int(rev or 0)

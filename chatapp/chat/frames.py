@@ -10,17 +10,23 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from chatapp.chat.emoji import is_single_emoji
+
 MAX_CLIENT_ID_LENGTH = 128
 # Every stored message starts with this, so its id can be read without parsing.
 MESSAGE_PREFIX = b'{"type":"message","id":'
+# And every `update` frame with this: its change number is read the same way.
+UPDATE_PREFIX = b'{"type":"update","rev":'
+TYPING_PREFIX = b'{"type":"typing","username":'
 
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A valid chat message from a client."""
+    """A valid chat message from a client (`reply_to`: the id it answers)."""
 
     text: str
     client_id: str | None
+    reply_to: int | None = None
 
 
 @dataclass(frozen=True)
@@ -30,7 +36,32 @@ class MarkRead:
     id: int
 
 
-ClientFrame = Outgoing | MarkRead
+@dataclass(frozen=True)
+class Edit:
+    id: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Delete:
+    id: int
+
+
+@dataclass(frozen=True)
+class React:
+    """Toggle the sender's `emoji` on message `id`."""
+
+    id: int
+    emoji: str
+
+
+@dataclass(frozen=True)
+class Typing:
+    """The sender is typing: relayed to the others, never stored."""
+
+
+TYPING = Typing()
+ClientFrame = Outgoing | MarkRead | Edit | Delete | React | Typing
 MAX_ID = 2**53  # ids are JSON numbers: beyond this a client cannot hold them exactly
 
 
@@ -52,15 +83,48 @@ def parse_client_frame(raw: str, max_length: int) -> ClientFrame:
     if not isinstance(data, dict):
         raise FrameError("bad_frame", "A frame must be a JSON object.")
     kind = data.get("type", "message" if "message" in data else None)
+    if kind == "message":
+        # {"message": "..."} is the seed's frame; {"type": "message", "text": "..."} ours.
+        text = _text(data["text"] if "text" in data else data.get("message"), max_length)
+        client_id = data.get("client_id")
+        if client_id is not None and (
+            not isinstance(client_id, str) or len(client_id) > MAX_CLIENT_ID_LENGTH
+        ):
+            raise FrameError(
+                "bad_frame",
+                f"client_id must be a string of at most {MAX_CLIENT_ID_LENGTH} characters.",
+            )
+        reply_to = data.get("reply_to")
+        if reply_to is not None:
+            reply_to = _message_id(data, "reply_to", "A reply_to")
+        return Outgoing(text, client_id, reply_to)
+    if kind == "typing":
+        return TYPING
     if kind == "read":
-        message_id = data.get("id")
-        if type(message_id) is not int or not 0 <= message_id <= MAX_ID:
-            raise FrameError("bad_frame", "A read frame needs an id: a whole number.")
-        return MarkRead(message_id)
-    if kind != "message":
-        raise FrameError("unknown_type", f"Unknown frame type {str(kind)[:40]!r}.")
-    # {"message": "..."} is the seed's frame; {"type": "message", "text": "..."} ours.
-    text = data["text"] if "text" in data else data.get("message")
+        return MarkRead(_message_id(data, "id", "A read frame's id"))
+    if kind == "edit":
+        message_id = _message_id(data, "id", "An edit frame's id")
+        return Edit(message_id, _text(data.get("text"), max_length))
+    if kind == "delete":
+        return Delete(_message_id(data, "id", "A delete frame's id"))
+    if kind == "react":
+        message_id = _message_id(data, "id", "A react frame's id")
+        emoji = data.get("emoji")
+        if not isinstance(emoji, str) or not is_single_emoji(emoji):
+            raise FrameError("bad_emoji", "A reaction is one emoji, such as 👍.")
+        return React(message_id, emoji)
+    raise FrameError("unknown_type", f"Unknown frame type {str(kind)[:40]!r}.")
+
+
+def _message_id(data: dict, field: str, what: str) -> int:
+    value = data.get(field)
+    if type(value) is not int or not 0 <= value <= MAX_ID:
+        raise FrameError("bad_frame", f"{what} must be a message id (a whole number).")
+    return value
+
+
+def _text(text: object, max_length: int) -> str:
+    """A message's text as the contract allows it, or FrameError saying why not."""
     if not isinstance(text, str):
         raise FrameError("bad_frame", "A message needs a text string.")
     if not text.strip():
@@ -73,18 +137,18 @@ def parse_client_frame(raw: str, max_length: int) -> ClientFrame:
         raise FrameError(
             "message_too_long", f"Messages are at most {max_length} characters ({len(text)} sent)."
         )
-    client_id = data.get("client_id")
-    if client_id is not None and (
-        not isinstance(client_id, str) or len(client_id) > MAX_CLIENT_ID_LENGTH
-    ):
-        raise FrameError(
-            "bad_frame", f"client_id must be a string of at most {MAX_CLIENT_ID_LENGTH} characters."
-        )
-    return Outgoing(text=text, client_id=client_id)
+    return text
 
 
-def message_body(room: str, username: str, text: str, client_id: str | None) -> str:
-    """The part of a message after `"ts":<ts>` (the store script adds id and ts)."""
+def message_body(
+    room: str, username: str, text: str, client_id: str | None, reply_to: int | None = None
+) -> str:
+    """The part of a message after `"ts":<ts>` (the store script adds id and ts).
+
+    Field order is fixed (the change script rewrites messages in this order):
+    room, username, text, client_id, then the optional reply_to, edited,
+    deleted, reactions and rev.
+    """
     return (
         ',"room":'
         + json.dumps(room)
@@ -94,6 +158,7 @@ def message_body(room: str, username: str, text: str, client_id: str | None) -> 
         + json.dumps(text, ensure_ascii=False)
         + ',"client_id":'
         + json.dumps(client_id)
+        + ("" if reply_to is None else f',"reply_to":{reply_to}')
         + "}"
     )
 
@@ -117,14 +182,56 @@ def message_author(message: bytes) -> str:
         return ""
 
 
-def history_frame(messages: Iterable[bytes], truncated: bool) -> bytes:
-    return (
+def update_rev(frame: bytes) -> int | None:
+    """The `rev` of an `update` frame, read from its fixed prefix (None: another frame)."""
+    if not frame.startswith(UPDATE_PREFIX):
+        return None
+    end = frame.find(b",", len(UPDATE_PREFIX))
+    try:
+        return int(frame[len(UPDATE_PREFIX) : end])
+    except ValueError:
+        return None
+
+
+def update_frame(rev: int, message: bytes) -> bytes:
+    """`update`: a message's state after its change number `rev` (the store script
+    builds the same bytes when it publishes)."""
+    return UPDATE_PREFIX + str(rev).encode() + b',"message":' + message + b"}"
+
+
+def history_frame(
+    messages: Iterable[bytes],
+    truncated: bool,
+    rev: int | None = None,
+    updates: Iterable[bytes] | None = None,
+) -> bytes:
+    """`history`; with `rev`, the conversation's latest change number, and with
+    `updates`, the changes a resuming client missed."""
+    frame = (
         b'{"type":"history","messages":['
         + b",".join(messages)
         + b'],"truncated":'
         + (b"true" if truncated else b"false")
-        + b"}"
     )
+    if updates is not None:
+        frame += b',"updates":[' + b",".join(updates) + b"]"
+    if rev is not None:
+        frame += b',"rev":' + str(rev).encode()
+    return frame + b"}"
+
+
+def typing_frame(username: str) -> bytes:
+    return TYPING_PREFIX + json.dumps(username).encode() + b"}"
+
+
+def typing_author(frame: bytes) -> str | None:
+    """Who a `typing` frame is about (None: another frame)."""
+    if not frame.startswith(TYPING_PREFIX):
+        return None
+    try:
+        return json.loads(frame[len(TYPING_PREFIX) : -1])
+    except ValueError:
+        return None
 
 
 def presence_frame(users: list[str]) -> bytes:

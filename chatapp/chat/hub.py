@@ -178,6 +178,18 @@ class Hub:
             batch.append(payload)
         return len(members)
 
+    def broadcast_except(self, room: str, payload: bytes, username: str) -> None:
+        """Write a payload now to every local socket of `room` but `username`'s
+        (after what is pending, to keep the order)."""
+        self.flush_room(room)
+        members = self._rooms.get(room)
+        if members:
+            wire = wire_text(payload)
+            skip = username.lower()
+            for conn in tuple(members):
+                if conn.username.lower() != skip:
+                    conn.write(wire)
+
     def flush(self) -> None:
         """Write what this loop iteration brought: one write per socket per room."""
         self._flush_scheduled = False

@@ -13,6 +13,11 @@ between history and the live feed:
   then duplicates. No socket gets a message twice, none misses one.
 - after a reconnect of the subscriber, what was published meanwhile is read
   from history after `last_id` and delivered in order.
+Changes of messages (edit, delete, reaction) get the same treatment through
+the room's change number, `rev`: an `update` frame whose rev is not above
+`rev` is a duplicate; a join or a gap fill reads the held messages changed
+after `rev` with the history, and hands the sockets already there what they
+have not seen.
 
 `LocalRooms` holds this worker's rooms by name and is what the subscriber hands
 its frames to (`SubscriberListener`).
@@ -55,6 +60,7 @@ class LocalRoom:
         self._subscriber = subscriber
         self.public = True  # listed in the public room list (not private, not direct)
         self.last_id = 0  # the newest message id given to this room's sockets
+        self.rev = 0  # the newest change number given to this room's sockets
         self._joining = 0  # joins between their first await and their socket's start
         self._dissolve: asyncio.TimerHandle | None = None
         # Sockets elsewhere whose person has this conversation in their sidebar:
@@ -86,23 +92,29 @@ class LocalRoom:
             if self.idle:
                 self._dissolve_later()
 
-    async def join(self, conn: Connection, after: int | None) -> None:
-        """Subscribe, read history, then start the socket with no gap and no duplicate."""
+    async def join(self, conn: Connection, after: int | None, rev: int | None = None) -> None:
+        """Subscribe, read history, then start the socket with no gap and no duplicate.
+
+        `after`, `rev`: what a resuming client has seen (its newest id, its
+        newest change number); it gets what came after (`history` frame's
+        messages and updates).
+        """
         self._cancel_dissolve()
         self._joining += 1
         try:
             await self._subscriber.subscribe(self.name)
-            # Read enough for the newcomer (after `after`) and for the sockets
-            # already here (after `last_id`), then make sure the read is not
-            # behind a live frame that overtook it.
-            start = after or 0
+            # Read enough for the newcomer (after `after`, changed after `rev`) and
+            # for the sockets already here (after `last_id` and `self.rev`), then
+            # make sure the read is not behind a live frame that overtook it.
+            start, since = after or 0, rev
             if self._hub.has_room(self.name):
                 start = min(start, self.last_id)
+                since = self.rev if since is None else min(since, self.rev)
             for _ in range(CATCH_UP_READS):
-                held = await self._broker.history(self.name, start)
+                held = await self._broker.history(self.name, start, since)
                 if after is not None and after > held.last_id and start > 0:
                     start = 0  # ids started over since the client's visit: it gets all
-                elif held.last_id >= self.last_id:
+                elif held.last_id >= self.last_id and held.rev >= self.rev:
                     break
         finally:
             self._joining -= 1
@@ -112,7 +124,7 @@ class LocalRoom:
         if held.last_id < self.last_id:
             self._start_over(held)
         else:
-            self._deliver_held(held.messages)
+            self._deliver_held(held)
         if after is not None and after > held.last_id:
             after = None  # ids started over since the client's last visit: all of it
             truncated = True
@@ -121,7 +133,11 @@ class LocalRoom:
         messages = (
             held.messages if after is None else [m for m in held.messages if _after(m, after)]
         )
-        self._hub.add(conn, frames.history_frame(messages, truncated))
+        updates = None
+        if rev is not None:
+            seen = after or 0  # messages above it are in the frame as they are now
+            updates = [c.message for c in held.changes if c.rev > rev and c.id <= seen]
+        self._hub.add(conn, frames.history_frame(messages, truncated, held.rev, updates))
 
     def leave(self, conn: Connection) -> None:
         """Forget a socket; unsubscribe a grace after the room's last one left."""
@@ -137,6 +153,17 @@ class LocalRoom:
             self.last_id = message_id
             if self.watchers:
                 self._tell_watchers(data, message_id)
+        else:
+            rev = frames.update_rev(data)
+            if rev is not None:
+                if rev <= self.rev:
+                    return  # given already (history seam or gap fill)
+                self.rev = rev
+            else:
+                typist = frames.typing_author(data)
+                if typist is not None:  # to the others only
+                    self._hub.broadcast_except(self.name, data, typist)
+                    return
         self._hub.broadcast(self.name, data)
 
     def _tell_watchers(self, data: bytes, message_id: int) -> None:
@@ -148,7 +175,10 @@ class LocalRoom:
     async def fill_gap(self, lost: bool) -> None:
         """After a reconnect: deliver what was published meanwhile, in order."""
         try:
-            held = await self._broker.history(self.name, None if lost else self.last_id)
+            if lost:
+                held = await self._broker.history(self.name)
+            else:
+                held = await self._broker.history(self.name, self.last_id, self.rev)
         except ResponseError as exc:  # this room's keys are broken, not the connection
             log.error("room %s: cannot read history to fill the gap: %s", self.name, exc)
             return
@@ -156,7 +186,7 @@ class LocalRoom:
         if lost or held.last_id < self.last_id:
             self._start_over(held)
             return
-        self._deliver_held(held.messages)
+        self._deliver_held(held)
         if held.messages:
             log.info(
                 "room %s: delivered %d message(s) missed while reconnecting",
@@ -164,9 +194,17 @@ class LocalRoom:
                 len(held.messages),
             )
 
-    def _deliver_held(self, messages: list[bytes]) -> None:
-        for data in messages:
+    def _deliver_held(self, held: History) -> None:
+        """What a history read found that this room's sockets have not been given:
+        new messages, then changes of the messages they hold."""
+        given = self.last_id
+        for data in held.messages:
             self.deliver(data)
+        for change in held.changes:  # in rev order
+            if change.id <= given:
+                self.deliver(frames.update_frame(change.rev, change.message))
+        # Changes of the messages delivered just now are in them already.
+        self.rev = max(self.rev, held.rev)
 
     def _start_over(self, held: History) -> None:
         """Redis lost the room (restarted without persistence): its ids start over.
@@ -183,8 +221,11 @@ class LocalRoom:
                 self.last_id,
             )
             self._hub.flush_room(self.name)
-            self._hub.broadcast(self.name, frames.history_frame(held.messages, truncated=True))
+            self._hub.broadcast(
+                self.name, frames.history_frame(held.messages, truncated=True, rev=held.rev)
+            )
         self.last_id = held.last_id
+        self.rev = held.rev
 
     def _dissolve_later(self) -> None:
         if self._dissolve is None:

@@ -174,8 +174,7 @@ class Presence:
         ):
             return []
         local = {room for room, _ in self._local}
-        rooms = [n.decode() for n in await self._redis.zrange(Keys.rooms, 0, -1)]
-        rooms = [room for room in rooms if room not in local]
+        rooms = [room for room in await conversation_names(self._redis) if room not in local]
         if not rooms:
             return []
         now = time.time()
@@ -192,6 +191,16 @@ class Presence:
         return emptied
 
 
+async def conversation_names(redis: aioredis.Redis) -> list[str]:
+    """Every conversation that may have presence records: public rooms, private
+    rooms and direct conversations."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.zrange(Keys.rooms, 0, -1)
+    pipe.zrange(Keys.private_conversations, 0, -1)
+    public, private = await pipe.execute()
+    return [name.decode() for name in (*public, *private)]
+
+
 async def members(redis: aioredis.Redis, rooms: Iterable[str]) -> dict[str, list[str]]:
     """Room -> usernames with a live record there (any worker), in one round trip."""
     rooms = list(rooms)
@@ -205,9 +214,8 @@ async def members(redis: aioredis.Redis, rooms: Iterable[str]) -> dict[str, list
 
 async def online_users(redis: aioredis.Redis) -> dict[str, list[str]]:
     """Lower-case username -> the rooms they have a socket in right now."""
-    names = [n.decode() for n in await redis.zrange(Keys.rooms, 0, -1)]
     online: dict[str, list[str]] = {}
-    for room, users in (await members(redis, names)).items():
+    for room, users in (await members(redis, await conversation_names(redis))).items():
         for name in users:
             online.setdefault(name.lower(), []).append(room)
     return {name: sorted(rooms, key=str.lower) for name, rooms in online.items()}

@@ -137,8 +137,8 @@ class RoomDirectory:
     def touch(pipe: aioredis.client.Pipeline, room: str) -> None:
         """Add to `pipe`: create the room if new, keep it from expiring, list it as active."""
         pipe.set(Keys.room_seq(room), 0, nx=True)
-        pipe.persist(Keys.room_seq(room))
-        pipe.persist(Keys.room_history(room))
+        for key in Keys.room_state(room):
+            pipe.persist(key)
         pipe.zadd(Keys.rooms, {room: time.time()})
 
     async def exists(self, room: str) -> bool:
@@ -213,7 +213,7 @@ class RoomDirectory:
 
     async def expire_when_empty(self, room: str) -> None:
         """The room's last person left: its keys expire (or go at once with ttl 0)."""
-        keys = [Keys.room_seq(room), Keys.room_history(room)]
+        keys = Keys.room_state(room)
         pipe = self._redis.pipeline(transaction=True)
         if self._empty_room_ttl == 0:
             pipe.delete(*keys, Keys.room_members(room))
@@ -227,7 +227,7 @@ class RoomDirectory:
     async def delete(self, room: str) -> None:
         """Remove the room's history, presence and listing (its sockets are closed first)."""
         pipe = self._redis.pipeline(transaction=True)
-        pipe.delete(Keys.room_seq(room), Keys.room_history(room), Keys.room_members(room))
+        pipe.delete(*Keys.room_state(room), Keys.room_members(room))
         pipe.delete(Keys.room_meta(room), Keys.room_access(room))
         pipe.zrem(Keys.rooms, room)
         pipe.zrem(Keys.private_conversations, room)

@@ -43,6 +43,7 @@ from chatapp.store.keys import Keys
 log = logging.getLogger(__name__)
 
 MAX_MENTIONS = 20  # people one message can notify (more @names are only highlighted)
+TYPING_EVERY = 2.0  # seconds: at most one `typing` relay per person per conversation
 
 
 class Refused(Exception):
@@ -95,6 +96,8 @@ class ChatService:
         # is small, unlike a set of every counted socket).
         self._refused: set[Connection] = set()
         self._sidebars: set[Connection] = set()  # sockets whose page shows a sidebar
+        # (lower-case username, conversation) -> when their last `typing` was relayed
+        self._typing_relayed: dict[tuple[str, str], float] = {}
         self.rooms = LocalRooms(
             self.hub,
             self.broker,
@@ -149,6 +152,7 @@ class ChatService:
         after: int | None,
         conversation: Conversation | None = None,
         *,
+        rev: int | None = None,
         sidebar: bool = False,
     ) -> None:
         """Start the socket on its conversation (history, then live), record presence,
@@ -174,7 +178,7 @@ class ChatService:
             conn.room = await self._existing_or_new(conn.room, conn.username)
         room = self.rooms.get(conn.room)
         room.public = public
-        await room.join(conn, after)
+        await room.join(conn, after, rev)
         pipe = self._redis.pipeline(transaction=True)
         if public:
             self.directory.touch(pipe, conn.room)
@@ -228,10 +232,12 @@ class ChatService:
 
     # -- sending -------------------------------------------------------------------
 
-    async def send(self, conn: Connection, text: str, client_id: str | None) -> int:
+    async def send(
+        self, conn: Connection, text: str, client_id: str | None, reply_to: int | None = None
+    ) -> int:
         public = self.rooms.get(conn.room).public
         stored = await self.broker.publish_message(
-            conn.room, conn.username, text, client_id, public=public
+            conn.room, conn.username, text, client_id, public=public, reply_to=reply_to
         )
         self.metrics.inc("chatapp_messages_stored_total")
         # Only direct messages and mentions tell anyone: nothing per recipient otherwise.
@@ -270,6 +276,45 @@ class ChatService:
             pipe.publish(Keys.control_channel, control.encode(event))
         if events:
             await pipe.execute()
+
+    async def edit(self, conn: Connection, message_id: int, text: str) -> None:
+        await self.broker.change_message(conn.room, conn.username, "edit", message_id, text)
+
+    async def delete(self, conn: Connection, message_id: int) -> None:
+        """Delete a message: the author's own, or any for a superuser or the private
+        room's owner."""
+        moderator = await self._moderates(conn)
+        await self.broker.change_message(
+            conn.room, conn.username, "delete", message_id, moderator=moderator
+        )
+
+    async def react(self, conn: Connection, message_id: int, emoji: str) -> None:
+        """Toggle the person's `emoji` reaction on a message."""
+        await self.broker.change_message(conn.room, conn.username, "react", message_id, emoji)
+
+    async def _moderates(self, conn: Connection) -> bool:
+        """May this person delete others' messages here (superuser, private room owner)?"""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hget(Keys.user(conn.username), "su")
+        pipe.hmget(Keys.room_meta(conn.room), "kind", "owner")
+        superuser, (kind, owner) = await pipe.execute()
+        return superuser == b"1" or (
+            kind == b"private" and owner is not None and owner.decode() == conn.username.lower()
+        )
+
+    async def typing(self, conn: Connection) -> None:
+        """Relay "is typing" to the others in the conversation, at most every 2 s
+        per person (dropped silently in between); never stored."""
+        now = time.monotonic()
+        key = (conn.username.lower(), conn.room)
+        if now - self._typing_relayed.get(key, -TYPING_EVERY) < TYPING_EVERY:
+            return
+        if len(self._typing_relayed) > 10_000:  # forget relays past their throttle
+            self._typing_relayed = {
+                k: t for k, t in self._typing_relayed.items() if now - t < TYPING_EVERY
+            }
+        self._typing_relayed[key] = now
+        await self.broker.publish_frame(conn.room, frames.typing_frame(conn.username))
 
     async def mark_read(self, conn: Connection, message_id: int) -> None:
         """The person read their conversation up to `message_id`: tell their other tabs."""

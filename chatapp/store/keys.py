@@ -79,6 +79,26 @@ class Keys:
         return f"{PREFIX}room:{room}:history"
 
     @staticmethod
+    def room_rev(room: str) -> str:
+        """The room's change number: every edit, delete or reaction change takes the next."""
+        return f"{PREFIX}room:{room}:rev"
+
+    @staticmethod
+    def room_changes(room: str) -> str:
+        """zset: id of a changed message -> the rev of its latest change."""
+        return f"{PREFIX}room:{room}:changes"
+
+    @staticmethod
+    def room_state(room: str) -> list[str]:
+        """The keys holding a room's messages, which live and expire together."""
+        return [
+            Keys.room_seq(room),
+            Keys.room_history(room),
+            Keys.room_rev(room),
+            Keys.room_changes(room),
+        ]
+
+    @staticmethod
     def room_members(room: str) -> str:
         """zset: "<worker>|<username>" -> expiry time of that presence record."""
         return f"{PREFIX}room:{room}:members"

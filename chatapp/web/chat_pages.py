@@ -176,7 +176,8 @@ async def conversation_page(
     chat = request.app[chat_key]
     name = conversation.name
     count = request.app[config_key].chat.page_history
-    messages = [json.loads(m) for m in await chat.broker.recent(name, count)]
+    recent, rev = await chat.broker.recent_and_rev(name, count)
+    messages = [json.loads(m) for m in recent]
     users = await chat.presence.users(name)
     me = request[user_key]
     side = await sidebar(request, conversation, title)
@@ -202,6 +203,10 @@ async def conversation_page(
         "users": users,
         "me": me.username,
         "last_id": messages[-1]["id"] if messages else 0,
+        "rev": rev,
+        # Delete others' messages: a superuser anywhere, an owner in their private room.
+        "can_moderate": me.is_superuser
+        or (conversation.kind == "private" and me.username.lower() == conversation.owner),
         "max_length": request.app[config_key].chat.max_message_length,
         "errors": {},
         "read_marker": read_marker,

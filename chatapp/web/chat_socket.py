@@ -17,9 +17,25 @@ from aiohttp import WSMsgType, hdrs, web
 from redis.exceptions import RedisError
 
 from chatapp.appkeys import accounts_key, chat_key, config_key
-from chatapp.chat.broker import RateLimited, Unavailable
+from chatapp.chat.broker import (
+    MAX_REACTIONS,
+    Forbidden,
+    NotHeld,
+    RateLimited,
+    TooManyReactions,
+    Unavailable,
+)
 from chatapp.chat.conversations import Conversation, dm_name
-from chatapp.chat.frames import FrameError, MarkRead, parse_client_frame
+from chatapp.chat.frames import (
+    Delete,
+    Edit,
+    FrameError,
+    MarkRead,
+    Outgoing,
+    React,
+    Typing,
+    parse_client_frame,
+)
 from chatapp.chat.hub import Connection
 from chatapp.chat.service import Refused
 from chatapp.chat.wire import POLICY, drop_connection
@@ -63,14 +79,15 @@ def _query(request: web.Request) -> dict[str, list[str]]:
     return parse_qs(request.rel_url.raw_query_string)
 
 
-def _parse_after(query: dict[str, list[str]]) -> int | None:
-    raw = query.get("after", [None])[0]
+def _parse_number(query: dict[str, list[str]], name: str, what: str) -> int | None:
+    """`?after=ID` or `?rev=R`: absent, or a whole number (else 400)."""
+    raw = query.get(name, [None])[0]
     if raw is None or raw == "":
         return None
-    after = whole_number(raw)
-    if after is None:
-        raise web.HTTPBadRequest(text="after must be a message id (a whole number).")
-    return after
+    number = whole_number(raw)
+    if number is None:
+        raise web.HTTPBadRequest(text=f"{name} must be {what} (a whole number).")
+    return number
 
 
 async def _conversation(
@@ -124,7 +141,8 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
         log.warning("refused socket from origin %r", request.headers.get("Origin"))
         raise web.HTTPForbidden(text="Origin not allowed.")
     query = _query(request)
-    after = _parse_after(query)
+    after = _parse_number(query, "after", "a message id")
+    rev = _parse_number(query, "rev", "a change number")
     # `?sidebar=1`: this socket's page shows the person's conversations, so it
     # follows them (an `activity` frame per message elsewhere). Opt-in: a socket
     # that shows one conversation costs nothing per message of the others.
@@ -155,7 +173,7 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
     )
     max_length = limits.max_message_length
     try:
-        await chat.join(conn, after, conversation, sidebar=sidebar)
+        await chat.join(conn, after, conversation, rev=rev, sidebar=sidebar)
         who = conversation = query = None  # not kept for the socket's life
         # The read loop is inline (not a helper coroutine): every frame on a
         # socket's stack is held for as long as the socket is open.
@@ -226,29 +244,64 @@ async def _leave(chat, conn: Connection) -> None:
 
 async def _on_text(chat, conn: Connection, data: str, max_length: int) -> None:
     try:
-        outgoing = parse_client_frame(data, max_length)
+        frame = parse_client_frame(data, max_length)
     except FrameError as error:
         chat.send_error(conn, error.code, error.detail)
         return
-    if isinstance(outgoing, MarkRead):
+    if isinstance(frame, MarkRead):
         try:
-            await chat.mark_read(conn, outgoing.id)
+            await chat.mark_read(conn, frame.id)
         except (RedisError, OSError) as exc:
             log.warning("read marker of %s in %s not stored: %s", conn.username, conn.room, exc)
         return
+    if isinstance(frame, Typing):
+        try:
+            await chat.typing(conn)
+        except (RedisError, OSError) as exc:  # not stored anyway: nothing is lost
+            log.info("typing of %s in %s not relayed: %s", conn.username, conn.room, exc)
+        return
+    client_id = frame.client_id if isinstance(frame, Outgoing) else None
     try:
-        await chat.send(conn, outgoing.text, outgoing.client_id)
+        if isinstance(frame, Outgoing):
+            await chat.send(conn, frame.text, frame.client_id, frame.reply_to)
+        elif isinstance(frame, Edit):
+            await chat.edit(conn, frame.id, frame.text)
+        elif isinstance(frame, Delete):
+            await chat.delete(conn, frame.id)
+        else:
+            await chat.react(conn, frame.id, frame.emoji)
     except RateLimited:
+        what = "Not sent." if isinstance(frame, Outgoing) else "Not done."
+        chat.send_error(conn, "rate_limited", f"Too many messages; slow down. {what}", client_id)
+    except NotHeld:
+        chat.send_error(conn, "not_found", _NOT_HELD[type(frame)], client_id)
+    except Forbidden:
+        chat.send_error(conn, "forbidden", _FORBIDDEN[type(frame)])
+    except TooManyReactions:
         chat.send_error(
-            conn, "rate_limited", "Too many messages; slow down. Not sent.", outgoing.client_id
+            conn,
+            "too_many_reactions",
+            f"A message takes at most {MAX_REACTIONS} different reactions.",
         )
     except Unavailable as exc:
+        what = "the message" if isinstance(frame, Outgoing) else "the change"
         chat.send_error(
             conn,
             "unavailable",
-            "Redis did not answer in time: the message may still be stored, "
-            "and then it will show up."
+            f"Redis did not answer in time: {what} may still be stored, and then it will show up."
             if exc.maybe_stored
-            else "The message was not stored (Redis unavailable).",
-            outgoing.client_id,
+            else f"{what.capitalize()} was not stored (Redis unavailable).",
+            client_id,
         )
+
+
+_NOT_HELD = {
+    Outgoing: "The message you reply to is not held here any more. Not sent.",
+    Edit: "No such message here (deleted, or too old to be held).",
+    Delete: "No such message here (deleted already, or too old to be held).",
+    React: "No such message here (deleted, or too old to be held).",
+}
+_FORBIDDEN = {
+    Edit: "Only its author can edit a message.",
+    Delete: "Only its author, the room's owner or an administrator can delete a message.",
+}
