@@ -303,7 +303,8 @@ def teamday_lines(run: dict) -> list[str]:
         "frames, "
         f"{_fmt(res.get('reactions_sent'))} reactions, {_fmt(res.get('reads_sent'))} read "
         f"markers, {_fmt(res.get('reconnects'))} reconnects with `?after=&rev=` "
-        f"({_fmt(res.get('resumed_messages'))} messages came in a resume's history).",
+        f"({_fmt(res.get('resumed_messages'))} messages and "
+        f"{_fmt(res.get('resumed_updates'))} changes came in a resume's history).",
         "",
         "| measure | this run | goal |",
         "|---|--:|--:|",

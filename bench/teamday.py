@@ -188,6 +188,7 @@ class Sock:
         for message in messages:
             self._message(message, 0.0, live=False)
         for message in frame.get("updates") or []:
+            run.resumed_updates += 1
             self._update(message, message.get("rev"), 0.0)
         if isinstance(rev, int):
             self.max_rev = max(self.max_rev, rev)
@@ -206,10 +207,9 @@ class Sock:
         room, run = self.room, self.run
         room.top_id = max(room.top_id, mid)
         rev = message.get("rev")
-        if isinstance(rev, int):
+        if isinstance(rev, int):  # changed since it was sent: this is its present state
             self.max_rev = max(self.max_rev, rev)
-            if message.get("reactions") or message.get("edited"):  # its present state
-                self._seen(mid, rev)
+            self._seen(mid, rev)
         text = message.get("text") or ""
         if not text.startswith(MARK):
             return
@@ -279,6 +279,7 @@ class Run:
         self.reads_sent = 0
         self.resumes = 0
         self.resumed_messages = 0
+        self.resumed_updates = 0  # changes a resume's `updates` held
         self.reconnects = 0
         self.stopping = False
 
@@ -474,6 +475,7 @@ async def run_teamday(target: Target, spec: TeamDaySpec, probe: Probe | None = N
         "reconnects": run.reconnects,
         "resumes": run.resumes,
         "resumed_messages": run.resumed_messages,
+        "resumed_updates": run.resumed_updates,
         "messages_per_s": round(run.sent["message"] / wall, 2),
         "frames_received": dict(run.frames),
         "delivered_per_s": round(frames_in_phase / wall, 1),
