@@ -36,6 +36,7 @@ from bench.loadgen import Meter, Target, login_many, now, percentiles_ms
 from bench.procstat import Probe
 
 MARK = "w7 "
+SLOW_S = 0.05  # the goal's p99: frames slower than this are counted per 5 s of the phase
 EMOJI = "👍"
 
 
@@ -220,7 +221,10 @@ class Sock:
         if not live:
             run.resumed_messages += 1
             return
-        run.message_s.append(arrived - float(sent_at))
+        latency = arrived - float(sent_at)
+        run.message_s.append(latency)
+        if latency > SLOW_S:
+            run.slow[int((arrived - run.phase_start) // 5) * 5] += 1
         if message.get("username") == self.user:
             return
         # A person reads now and then, never more than once per READ_MIN_INTERVAL.
@@ -269,6 +273,9 @@ class Run:
         self.spec = spec
         self.rng = random.Random(7)
         self.message_s = array("d")
+        self.slow: Counter[int] = Counter()  # 5-s bucket of the phase -> messages over SLOW_S
+        self.phase_start = 0.0
+        self.lag_s = array("d")  # the generator's own event-loop lateness
         self.update_s = array("d")
         self.typing_s = array("d")
         self.connect_times = array("d")
@@ -395,6 +402,15 @@ async def _reconnects(run: Run, target: Target, socks: list[Sock], deadline: flo
     await asyncio.gather(*tasks)
 
 
+async def _lag(run: Run, deadline: float, every: float = 0.01) -> None:
+    """How late the generator's own loop wakes up: a stalled generator would be
+    measured as the server's latency."""
+    while now() < deadline:
+        due = now() + every
+        await asyncio.sleep(every)
+        run.lag_s.append(max(0.0, now() - due))
+
+
 async def run_teamday(target: Target, spec: TeamDaySpec, probe: Probe | None = None) -> dict:
     if spec.users % spec.members or spec.users < spec.members:
         raise ValueError("users must be a multiple of members")
@@ -424,9 +440,11 @@ async def run_teamday(target: Target, spec: TeamDaySpec, probe: Probe | None = N
     await asyncio.sleep(spec.settle)  # join-time presence, then the heartbeat's rhythm
 
     meter = Meter(probe)
+    run.phase_start = now()
     deadline = now() + spec.duration
     tasks = [asyncio.create_task(_conversation(run, room, deadline)) for room in rooms]
     tasks.append(asyncio.create_task(_reconnects(run, target, live, deadline)))
+    tasks.append(asyncio.create_task(_lag(run, deadline)))
     await asyncio.sleep(max(0.0, deadline - now()))
     frames_in_phase = run.frames["message"] + run.frames["update"]
     phase = meter.stop(frames_in_phase)
@@ -480,6 +498,8 @@ async def run_teamday(target: Target, spec: TeamDaySpec, probe: Probe | None = N
         "frames_received": dict(run.frames),
         "delivered_per_s": round(frames_in_phase / wall, 1),
         "latency_ms": percentiles_ms(run.message_s),
+        "slow_messages_by_5s": {str(k): v for k, v in sorted(run.slow.items())},
+        "generator_lag_ms": percentiles_ms(run.lag_s),
         "update_latency_ms": percentiles_ms(run.update_s),
         "typing_latency_ms": percentiles_ms(run.typing_s),
         "lost": lost,
