@@ -276,6 +276,8 @@ def teamday_lines(run: dict) -> list[str]:
     kinds = ("message", "update", "typing", "presence", "read")
     received = " / ".join(_fmt(frames.get(k, 0)) for k in kinds)
     per_person = _div(res.get("sockets"), res.get("users"))
+    lag = res.get("generator_lag_ms") or {}
+    load = " / ".join(_fmt(v, 2) for v in res.get("loadavg_1min") or []) or "–"
     return [
         "How many people does one worker carry? Every socket is a different person in its "
         f"conversation (each person has sockets in {_fmt(per_person, 0)}); in each "
@@ -322,8 +324,11 @@ def teamday_lines(run: dict) -> list[str]:
         f"{_fmt(res.get('update_duplicates'))} | 0 / 0 |",
         f"| server RSS, all open / end of phase MB | {_fmt(res.get('server_rss_connected_mb'))}"
         f" / {_fmt(res.get('server_rss_mb'))} | |",
-        f"| generator CPU | {_fmt(res.get('generator_cpu_util'), 2)} | |",
+        f"| generator CPU; its own loop lag p99 / max ms | "
+        f"{_fmt(res.get('generator_cpu_util'), 2)}; {_fmt(lag.get('p99'), 2)} / "
+        f"{_fmt(lag.get('max'), 2)} | |",
         f"| errors | {_errors(res)} | 0 |",
+        f"| 1-minute load average before / after (2 cores) | {load} | |",
     ]
 
 
