@@ -46,6 +46,7 @@ from chatapp.metrics import Metrics
 from chatapp.paths import find_dir
 from chatapp.store.client import Store, make_store
 from chatapp.store.keys import Keys
+from chatapp.store.layout import ensure_layout
 from chatapp.web import (
     account_pages,
     admin_pages,
@@ -65,10 +66,12 @@ log = logging.getLogger("chatapp")
 
 
 async def _store(app: web.Application) -> AsyncIterator[None]:
-    """Wait for Redis (StoreUnavailable after `redis.connect_timeout`); close the client."""
+    """Wait for Redis (StoreUnavailable after `redis.connect_timeout`), bring its keys
+    to today's layout; close the client."""
     store = app[store_key]
     try:
         await store.wait_ready(app[config_key].redis.connect_timeout)
+        await ensure_layout(store.raw)
         yield
     finally:
         await store.close()

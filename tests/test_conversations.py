@@ -200,7 +200,7 @@ async def test_a_direct_message_with_a_disabled_account_is_refused(apps, redis_s
     one, _ = apps
     async with Client(one.url, "dd_alice") as alice, Client(one.url, "dd_gone") as gone:
         await gone.logout()
-        redis_server.client().hset("chatapp:user:dd_gone", "disabled", "1")
+        redis_server.client().hset("chatapp:{users}:dd_gone", "disabled", "1")
         assert (await alice.get("/dm/dd_gone/")).status == 403
         assert await handshake_status(alice, "/ws/dm/dd_gone/") == 403
 
@@ -225,7 +225,7 @@ async def test_admin_lists_private_rooms_and_dms_without_contents_and_deletes_th
         Client(one.url, "ad_ann") as ann,
         Client(one.url, "ad_ben") as ben,
     ):
-        redis_server.client().hset("chatapp:user:ad_boss", "su", "1")
+        redis_server.client().hset("chatapp:{users}:ad_boss", "su", "1")
         await ann.submit("/chat/", {"room": "ad_private", "private": "1"})
         in_room = await ann.enter("ad_private", base=two.url)
         await in_room.say("private words")

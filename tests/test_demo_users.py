@@ -30,7 +30,7 @@ def test_demo_users_need_an_opt_in_on_a_real_redis(redis_url, redis_server):
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("chatapp: config error: demo.seed_users is on with a real Redis")
     assert "demo.allow_on_redis" in lines[0] and "CHATAPP_DEMO_ALLOW_ON_REDIS" in lines[0]
-    assert not redis_server.client().exists("chatapp:user:admin")
+    assert not redis_server.client().exists("chatapp:{users}:admin")
 
 
 def test_gunicorn_stops_with_the_same_line(redis_url, redis_server):
@@ -44,7 +44,7 @@ def test_gunicorn_stops_with_the_same_line(redis_url, redis_server):
     log = server.log()
     assert "chatapp: config error: demo.seed_users is on with a real Redis" in log
     assert "Traceback" not in log
-    assert not redis_server.client().exists("chatapp:user:admin")
+    assert not redis_server.client().exists("chatapp:{users}:admin")
 
 
 def test_the_admin_commands_still_run_with_the_shipped_file(redis_url):

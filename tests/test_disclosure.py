@@ -96,7 +96,7 @@ async def test_pages_behind_login_are_not_cached(app_factory, redis_url, redis_s
     assert response.status == 302
     assert response.headers.get("Cache-Control") == "no-store"
     assert (await client.register("olga")).status == 302
-    redis_server.client().hset("chatapp:user:olga", "su", "1")
+    redis_server.client().hset("chatapp:{users}:olga", "su", "1")
     token = await client.csrf("/chat/")
     for response in (
         await client.get("/chat/"),

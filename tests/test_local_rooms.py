@@ -61,6 +61,23 @@ class World:
         self.published.append(update)
         return frames.update_rev(update)
 
+    def overtake_next_read(self, publish) -> list:
+        """Make the next history read be overtaken: right after Redis answers it,
+        `publish()` stores something that reaches this worker before the reply.
+        Returns the list that gets what `publish` returned."""
+        read = self.broker.history
+        overtaken: list = []
+
+        async def overtaken_read(room, after=None, changed_after=None):
+            held = await read(room, after, changed_after)
+            self.broker.history = read  # once
+            overtaken.append(await publish())
+            self.arrive()
+            return held
+
+        self.broker.history = overtaken_read
+        return overtaken
+
     def arrive(self, room: str = "lobby") -> None:
         """Everything stored so far reaches this worker's subscriber, in order."""
         for data in self.published:
@@ -146,18 +163,7 @@ async def test_live_frame_that_overtakes_the_history_read_is_not_lost(world):
     """The history read and the subscriber are two connections: a frame published
     after the read can reach the worker before the read's reply does."""
     ann = await world.join()
-    read = world.broker.history
-
-    async def overtaken_read(room, after=None, changed_after=None):
-        held = await read(room, after, changed_after)
-        if not overtaken:
-            world.broker.history = read  # once
-            overtaken.append(await world.store("overtaking"))
-            world.arrive()
-        return held
-
-    overtaken: list[int] = []
-    world.broker.history = overtaken_read
+    overtaken = world.overtake_next_read(lambda: world.store("overtaking"))
     ben = await world.join()
     await loop_turn()
     assert overtaken == [1]
@@ -275,18 +281,7 @@ async def test_update_that_overtakes_the_history_read_is_not_lost(world):
     the worker first; the newcomer's history then shows it, nobody gets it twice."""
     await world.store("one")
     ann = await world.join()
-    read = world.broker.history
-
-    async def overtaken_read(room, after=None, changed_after=None):
-        held = await read(room, after, changed_after)
-        if not overtaken:
-            world.broker.history = read  # once
-            overtaken.append(await world.change("edit", 1, "one, edited"))
-            world.arrive()
-        return held
-
-    overtaken: list[int] = []
-    world.broker.history = overtaken_read
+    overtaken = world.overtake_next_read(lambda: world.change("edit", 1, "one, edited"))
     ben = await world.join(after=0, rev=0)
     await loop_turn()
     assert overtaken == [1]

@@ -125,7 +125,7 @@ async def test_delete_leaves_a_tombstone_and_the_text_leaves_redis(apps, room, s
 async def test_a_superuser_deletes_anyones_message(apps, room, store):
     one, two = apps
     async with Client(one.url, "su_alice") as alice, Client(two.url, "su_boss") as boss:
-        store.hset("chatapp:user:su_boss", "su", "1")
+        store.hset("chatapp:{users}:su_boss", "su", "1")
         a = await alice.enter(room)
         s = await boss.enter(room)
         said = await a.say("spam spam spam")
@@ -347,10 +347,10 @@ async def test_changes_are_kept_as_long_as_their_messages_are_held(start_server,
             await a.update(said["id"])
         await a.send_frame(type="react", id=first["id"], emoji="👍")
         await a.update(first["id"])
-        assert store.zcard("chatapp:room:lobby:changes") == 3
+        assert store.zcard("chatapp:{room:lobby}:changes") == 3
         for n in range(4, 7):  # pushes m1..m3 out of the held history
             await a.say(f"m{n}")
-        assert store.zcard("chatapp:room:lobby:changes") == 0
+        assert store.zcard("chatapp:{room:lobby}:changes") == 0
         resumed = await alice.enter("lobby", after=3, rev=0)
         assert resumed.history["updates"] == [] and resumed.history["rev"] == 3
         await a.send_frame(type="edit", id=first["id"], text="gone")

@@ -131,7 +131,7 @@ async def test_handshake_without_session_is_forbidden(base, room):
 async def test_handshake_of_a_disabled_user_is_forbidden(base, redis_server):
     async with Client(base, "ann") as ann:
         await (await ann.join("lobby")).frame()  # the cookie works ...
-        redis_server.client().hset("chatapp:user:ann", "disabled", "1")
+        redis_server.client().hset("chatapp:{users}:ann", "disabled", "1")
         with pytest.raises(aiohttp.WSServerHandshakeError) as error:
             await ann.join("lobby")  # ... until the user is disabled
         assert error.value.status == 403
@@ -328,11 +328,11 @@ async def test_empty_room_keeps_history_for_the_configured_ttl(start_server, red
         await sock.next("message")
         await sock.close()
         r = redis_server.client()
-        await until(lambda: r.ttl("chatapp:room:lobby:history") > 0, 5, "the history's expiry")
-        assert 3500 < r.ttl("chatapp:room:lobby:history") <= 3600
+        await until(lambda: r.ttl("chatapp:{room:lobby}:history") > 0, 5, "the history's expiry")
+        assert 3500 < r.ttl("chatapp:{room:lobby}:history") <= 3600
         again = await ann.join("lobby")
         assert [m["text"] for m in (await again.next("history"))["messages"]] == ["kept"]
-        assert r.ttl("chatapp:room:lobby:history") == -1  # occupied again: no expiry
+        assert r.ttl("chatapp:{room:lobby}:history") == -1  # occupied again: no expiry
 
 
 async def test_empty_room_ttl_zero_deletes_the_room(start_server, redis_server):
@@ -343,7 +343,7 @@ async def test_empty_room_ttl_zero_deletes_the_room(start_server, redis_server):
         await sock.next("message")
         await sock.close()
         r = redis_server.client()
-        await until(lambda: not r.exists("chatapp:room:lobby:history"), 5, "the room deleted")
+        await until(lambda: not r.exists("chatapp:{room:lobby}:history"), 5, "the room deleted")
         data = await ann.json("/api/rooms")
         assert data["rooms"] == []
         again = await ann.join("lobby")

@@ -11,6 +11,7 @@ Subscribing is `chat.subscriber`'s job.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from redis.exceptions import RedisError
@@ -22,17 +23,16 @@ from chatapp.store.keys import Keys
 
 log = logging.getLogger(__name__)
 
-# KEYS: seq, history, channel, listing (the public room list, or the list of
-# private conversations), rate, changes
-# ARGV: body (after "ts"), history limit, room, rate limit, rate window (ms),
+# KEYS: seq, history, channel, rate, changes (all in the room's hash slot)
+# ARGV: body (after "ts"), history limit, rate limit, rate window (ms),
 # reply_to (0: none)
 # Returns the stored message, -1 when the sender is over the rate limit, -2
 # when reply_to is not a held message.
 _APPEND = """
-local sent = redis.call('INCR', KEYS[5])
-if sent == 1 then redis.call('PEXPIRE', KEYS[5], ARGV[5]) end
-if sent > tonumber(ARGV[4]) then return -1 end
-local reply_to = tonumber(ARGV[6])
+local sent = redis.call('INCR', KEYS[4])
+if sent == 1 then redis.call('PEXPIRE', KEYS[4], ARGV[4]) end
+if sent > tonumber(ARGV[3]) then return -1 end
+local reply_to = tonumber(ARGV[5])
 if reply_to > 0 then
   local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
   if reply_to > seq or reply_to <= seq - redis.call('LLEN', KEYS[2]) then return -2 end
@@ -44,10 +44,9 @@ local msg = '{"type":"message","id":' .. id .. ',"ts":' .. now[1] .. '.'
 redis.call('RPUSH', KEYS[2], msg)
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
 local gone = id - tonumber(ARGV[2])
-if gone > 0 then redis.call('ZREM', KEYS[6], gone) end
+if gone > 0 then redis.call('ZREM', KEYS[5], gone) end
 redis.call('PERSIST', KEYS[1])
 redis.call('PERSIST', KEYS[2])
-redis.call('ZADD', KEYS[4], now[1], ARGV[3])
 redis.call('PUBLISH', KEYS[3], msg)
 return msg
 """
@@ -199,6 +198,7 @@ class TooManyReactions(Exception):
 
 _REFUSALS = {-1: RateLimited, -2: NotHeld, -3: Forbidden, -4: TooManyReactions}
 MAX_REACTIONS = 20  # different emoji on one message
+LISTING_EVERY = 1.0  # seconds between refreshes of a room's activity time, per worker
 
 
 class Unavailable(Exception):
@@ -208,6 +208,16 @@ class Unavailable(Exception):
     def __init__(self, detail: str, maybe_stored: bool = False) -> None:
         super().__init__(detail)
         self.maybe_stored = maybe_stored
+
+
+def _script_keys(room: str, username: str) -> list[str]:
+    """The first KEYS of the append and change scripts: seq, history, channel, rate."""
+    return [
+        Keys.room_seq(room),
+        Keys.room_history(room),
+        Keys.room_channel(room),
+        Keys.send_rate(room, username),
+    ]
 
 
 class Broker:
@@ -228,6 +238,7 @@ class Broker:
         self._append = self._redis.register_script(_APPEND)
         self._history_after = self._redis.register_script(_HISTORY_AFTER)
         self._change = self._redis.register_script(_CHANGE)
+        self._listed: dict[str, float] = {}  # room -> when its listing was last refreshed
 
     # -- publishing and reading -------------------------------------------------
 
@@ -248,25 +259,18 @@ class Broker:
         RateLimited, or NotHeld when `reply_to` is not a held message.
         """
         body = frames.message_body(room, username, text, client_id, reply_to)
-        result = await self._run(
-            self._append,
-            keys=[
-                Keys.room_seq(room),
-                Keys.room_history(room),
-                Keys.room_channel(room),
-                Keys.rooms if public else Keys.private_conversations,
-                Keys.send_rate(username),
-                Keys.room_changes(room),
-            ],
-            args=[
-                body,
-                self._history_limit,
-                room,
-                self._rate_limit,
-                self._rate_window_ms,
-                reply_to or 0,
-            ],
-        )
+        keys = [*_script_keys(room, username), Keys.room_changes(room)]
+        args = [body, self._history_limit, self._rate_limit, self._rate_window_ms, reply_to or 0]
+        listing = self._listing_due(room)
+        if listing:
+            # The room list's activity time is global (another hash slot than
+            # the room's keys): set beside the script, at most once a second.
+            pipe = self._redis.pipeline(transaction=False)
+            await self._append(keys=keys, args=args, client=pipe)
+            pipe.zadd(Keys.rooms if public else Keys.private_conversations, {room: time.time()})
+            result = (await self._run(pipe.execute))[0]
+        else:
+            result = await self._run(self._append, keys=keys, args=args)
         if isinstance(result, int):
             raise _REFUSALS[result]
         return result
@@ -290,14 +294,7 @@ class Broker:
         """
         result = await self._run(
             self._change,
-            keys=[
-                Keys.room_seq(room),
-                Keys.room_history(room),
-                Keys.room_channel(room),
-                Keys.send_rate(username),
-                Keys.room_rev(room),
-                Keys.room_changes(room),
-            ],
+            keys=[*_script_keys(room, username), Keys.room_rev(room), Keys.room_changes(room)],
             args=[
                 action,
                 message_id,
@@ -314,10 +311,20 @@ class Broker:
             raise _REFUSALS[result]
         return result
 
+    def _listing_due(self, room: str) -> bool:
+        """Whether this worker should refresh `room`'s last activity in its listing."""
+        now = time.monotonic()
+        if now - self._listed.get(room, -LISTING_EVERY) < LISTING_EVERY:
+            return False
+        if len(self._listed) > 10_000:  # forget rooms whose refresh is due anyway
+            self._listed = {r: t for r, t in self._listed.items() if now - t < LISTING_EVERY}
+        self._listed[room] = now
+        return True
+
     @staticmethod
-    async def _run(script, keys: list[str], args: list) -> bytes | int:
+    async def _run(call, **kwargs) -> bytes | int | list:
         try:
-            return await script(keys=keys, args=args)
+            return await call(**kwargs)
         except (RedisError, OSError) as exc:
             timed_out = isinstance(exc, RedisTimeoutError | TimeoutError)
             raise Unavailable(str(exc), maybe_stored=timed_out) from exc

@@ -1,7 +1,17 @@
 """Every Redis key and channel chatapp uses, in one place.
 
 All live under the `chatapp:` prefix, so an operator can see the whole layout
-here and share a Redis with other programs, with one exception: a session is
+here and share a Redis with other programs.
+
+Laid out for a Redis Cluster, where one Lua script may only touch keys of one
+hash slot: every key of one conversation carries the hash tag `{room:<name>}`
+(its id counter, history, changes, rev, presence, rate counters, meta,
+members and its pub/sub channel), and the users zset and every user's hash
+share the tag `{users}` (the superuser guard reads them together). Every
+other key is used alone. (Before layout 2 the tags were not there:
+`store.layout` renames old keys once.)
+
+One exception to the prefix: a session is
 kept by aiohttp-session's RedisStorage under `<session.cookie_name>_<id>`
 (`chatapp_session_<id>` by default), a name it builds from the cookie name.
 `Keys.session` builds that name, and everything of ours that touches a
@@ -20,7 +30,7 @@ class Keys:
     # A random token set once: if it is gone, Redis lost its data (restarted
     # without persistence, or flushed) and room ids have started over.
     epoch = PREFIX + "epoch"
-    users = PREFIX + "users"  # zset: lower-case name -> joined time
+    users = PREFIX + "{users}"  # zset: lower-case name -> joined time
     rooms = PREFIX + "rooms"  # zset: room name -> last activity time
     # hash: lower-case room name -> the room's name as first created, so names
     # are unique regardless of letter case (another casing finds the room).
@@ -35,7 +45,8 @@ class Keys:
 
     @staticmethod
     def user(name: str) -> str:
-        return f"{PREFIX}user:{name.lower()}"
+        """hash: a user's name, password hash, flags (in the users zset's slot)."""
+        return f"{PREFIX}{{users}}:{name.lower()}"
 
     @staticmethod
     def user_sessions(name: str) -> str:
@@ -61,32 +72,36 @@ class Keys:
         return f"{PREFIX}user:{name.lower()}:read"
 
     @staticmethod
+    def _room(room: str, part: str) -> str:
+        return f"{PREFIX}{{room:{room}}}:{part}"
+
+    @staticmethod
     def room_meta(room: str) -> str:
         """hash of a private room: kind, owner (lower case), owner's name, created."""
-        return f"{PREFIX}room:{room}:meta"
+        return Keys._room(room, "meta")
 
     @staticmethod
     def room_access(room: str) -> str:
         """set of a private room: the lower-case names of its members (owner included)."""
-        return f"{PREFIX}room:{room}:access"
+        return Keys._room(room, "access")
 
     @staticmethod
     def room_seq(room: str) -> str:
-        return f"{PREFIX}room:{room}:seq"
+        return Keys._room(room, "seq")
 
     @staticmethod
     def room_history(room: str) -> str:
-        return f"{PREFIX}room:{room}:history"
+        return Keys._room(room, "history")
 
     @staticmethod
     def room_rev(room: str) -> str:
         """The room's change number: every edit, delete or reaction change takes the next."""
-        return f"{PREFIX}room:{room}:rev"
+        return Keys._room(room, "rev")
 
     @staticmethod
     def room_changes(room: str) -> str:
         """zset: id of a changed message -> the rev of its latest change."""
-        return f"{PREFIX}room:{room}:changes"
+        return Keys._room(room, "changes")
 
     @staticmethod
     def room_state(room: str) -> list[str]:
@@ -101,11 +116,11 @@ class Keys:
     @staticmethod
     def room_members(room: str) -> str:
         """zset: "<worker>|<username>" -> expiry time of that presence record."""
-        return f"{PREFIX}room:{room}:members"
+        return Keys._room(room, "members")
 
     @staticmethod
     def room_channel(room: str) -> str:
-        return f"{PREFIX}room:{room}:channel"
+        return Keys._room(room, "channel")
 
     control_channel = PREFIX + "control"
     # Held for one presence refresh period by the worker sweeping rooms no live
@@ -114,11 +129,13 @@ class Keys:
 
     @staticmethod
     def room_of_channel(channel: str) -> str:
-        return channel[len(PREFIX) + len("room:") : -len(":channel")]
+        return channel[len(PREFIX) + len("{room:") : -len("}:channel")]
 
     @staticmethod
-    def send_rate(username: str) -> str:
-        return f"{PREFIX}rate:{username.lower()}"
+    def send_rate(room: str, username: str) -> str:
+        """Counter of what `username` sent to `room` (messages and changes) in the
+        current rate window; in the room's slot, so the store script can count it."""
+        return Keys._room(room, f"rate:{username.lower()}")
 
     @staticmethod
     def rooms_created(username: str) -> str:
