@@ -157,6 +157,7 @@ class Running:
     url: str
     server_pids: list[int]
     redis_pids: list[int] = field(default_factory=list)
+    redis_url: str | None = None
 
 
 @contextlib.contextmanager
@@ -171,7 +172,8 @@ def running(kind: str, log_dir: Path) -> Iterator[Running]:
             redis_pids = [redis.pid]
         server, url = start_server(kind, log_dir, redis_port)
         procs.append(server)
-        yield Running(url, [server.pid], redis_pids)
+        redis_url = f"redis://127.0.0.1:{redis_port}/0" if redis_port else None
+        yield Running(url, [server.pid], redis_pids, redis_url)
     finally:
         for proc in reversed(procs):
             proc.stop()
@@ -191,6 +193,8 @@ def run_generator(
     argv += ["--out", str(out), "--server-pids", ",".join(map(str, target.server_pids))]
     if target.redis_pids:
         argv += ["--redis-pids", ",".join(map(str, target.redis_pids))]
+    if target.redis_url:
+        argv += ["--redis-url", target.redis_url]
     if quick:
         argv.append("--quick")
     if not auth:

@@ -332,6 +332,42 @@ def teamday_lines(run: dict) -> list[str]:
     ]
 
 
+def search_table(run: dict) -> list[str]:
+    """W8: search latency at the documented size, and a scroll-back page's."""
+    res = (run["workloads"].get("W8") or {}).get("chatapp")
+    if not res or "failed" in res:
+        return ["W8 was not run." if not res else f"W8 failed: {res['failed'].splitlines()[0]}"]
+    spec = res.get("spec") or {}
+    rows = [
+        f"{_fmt(spec.get('conversations'))} public rooms × {_fmt(spec.get('messages'))} held "
+        f"messages ({_fmt(res.get('messages_held'))} messages, {_fmt(res.get('held_mb'))} MB "
+        "of stored JSON), all readable by the searcher, so every search scans all of them.",
+        "",
+        "| request | results | count | p50 ms | p90 ms | p99 ms | max ms |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    found = res.get("search_results") or {}
+    lines = [
+        (f"search: {name}", found.get(name), lat)
+        for name, lat in (res.get("search_by_query_ms") or {}).items()
+    ]
+    lines.append(("search: all of the above", None, res.get("search_ms") or {}))
+    lines.append(("scroll-back page (history API, limit=100)", 100, res.get("history_ms") or {}))
+    for name, results, lat in lines:  # fmt: skip
+        cells = [_fmt(results), _fmt(lat.get("count"))] + [
+            _fmt(lat.get(k), 2) for k in ("p50", "p90", "p99", "max")
+        ]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    rows += ["", f"Errors: {_errors(res)}."]
+    apart = res.get("measured_apart")
+    if apart:
+        rows[-1] += (
+            f" Measured apart from the other workloads: `{apart['command']}`, started "
+            f"{apart['started']}, 1-minute load {res.get('loadavg_1min')} on this 2-core machine."
+        )
+    return rows
+
+
 def ceiling_lines(run: dict) -> list[str]:
     res = run.get("ceiling")
     if not res:
@@ -758,6 +794,14 @@ def render_markdown(run: dict, png_name: str) -> str:
         "## W7: a day in a team's life",
         "",
         *teamday_lines(run),
+        "## W8: search and scroll-back",
+        "",
+        "One person, one request at a time, against histories written straight into the "
+        "server's Redis (`bench/search.py`). Search scans every held message of every "
+        "conversation the person can read (no index: Debian's redis-server 7.0 has no "
+        "Query Engine); the latency is the HTTP round trip.",
+        "",
+        *search_table(run),
         "",
         "## Memory over 5 minutes",
         "",

@@ -1,7 +1,7 @@
-"""The benchmark workloads W1-W7 (and W1x) and the generator process that runs one of them.
+"""The benchmark workloads W1-W8 (and W1x) and the generator process that runs one of them.
 
     python -m bench.workloads W2 --url http://127.0.0.1:8080 [--quick] \\
-        [--server-pids 123] [--redis-pids 456] [--out result.json]
+        [--server-pids 123] [--redis-pids 456] [--redis-url URL] [--out result.json]
 """
 
 import argparse
@@ -32,6 +32,7 @@ from bench.loadgen import (
     wait_drained,
 )
 from bench.procstat import Probe, raise_nofile
+from bench.search import SearchSpec, run_search
 from bench.sidebar import SidebarSpec, run_sidebar
 from bench.teamday import TeamDaySpec, run_teamday
 
@@ -66,8 +67,8 @@ class ChurnSpec:
 @dataclass(frozen=True)
 class Workload:
     title: str
-    full: ChatSpec | IdleSpec | ChurnSpec | SidebarSpec | ActionsSpec | TeamDaySpec
-    quick: ChatSpec | IdleSpec | ChurnSpec | SidebarSpec | ActionsSpec | TeamDaySpec
+    full: ChatSpec | IdleSpec | ChurnSpec | SidebarSpec | ActionsSpec | TeamDaySpec | SearchSpec
+    quick: ChatSpec | IdleSpec | ChurnSpec | SidebarSpec | ActionsSpec | TeamDaySpec | SearchSpec
     chatapp_only: bool = False  # the baseline has no such feature
 
 
@@ -79,6 +80,7 @@ _W5 = ChurnSpec()
 _W6 = SidebarSpec()
 _W1X = ActionsSpec(rooms=1, sockets_per_room=200, senders_per_room=5, window=10, duration=40)
 _W7 = TeamDaySpec()
+_W8 = SearchSpec()
 QUICK_S = 4.0  # send phase of every --quick workload
 WORKLOADS = {
     "W1": Workload("fan-out: 1 room, 200 sockets, 5 senders flat out", _W1,
@@ -102,6 +104,9 @@ WORKLOADS = {
     "W7": Workload("a team's day: 10,000 sockets in 500 conversations, one worker", _W7,
                    replace(_W7, conversations=50, users=200, interval=2.0, typing_lead=0.5,
                            duration=15.0, settle=2.0, drain=5.0, reconnect_per_min=0.2),
+                   chatapp_only=True),
+    "W8": Workload("search and scroll-back: 50 rooms x 1,000 held messages", _W8,
+                   replace(_W8, conversations=20, messages=200, searches=5, pages=20),
                    chatapp_only=True),
 }  # fmt: skip
 
@@ -222,7 +227,12 @@ async def run_churn(target: Target, spec: ChurnSpec, probe: Probe | None = None)
 
 
 async def run(
-    name: str, target: Target, quick: bool, probe: Probe | None, duration: float | None = None
+    name: str,
+    target: Target,
+    quick: bool,
+    probe: Probe | None,
+    duration: float | None = None,
+    redis_url: str | None = None,
 ) -> dict:
     workload = WORKLOADS[name]
     spec = workload.quick if quick else workload.full
@@ -238,6 +248,8 @@ async def run(
         result = await run_actions(target, spec, probe)
     elif isinstance(spec, TeamDaySpec):
         result = await run_teamday(target, spec, probe)
+    elif isinstance(spec, SearchSpec):
+        result = await run_search(target, spec, probe, redis_url)
     else:
         result = await run_chat(target, spec, probe)
     return {"workload": name, "title": workload.title, **result}
@@ -252,6 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, help="override the send phase, seconds")
     parser.add_argument("--server-pids", type=pid_list, default=[])
     parser.add_argument("--redis-pids", type=pid_list, default=[])
+    parser.add_argument("--redis-url", help="the server's Redis (W8 writes histories there)")
     parser.add_argument("--out", help="write the JSON result here (default: stdout)")
     args = parser.parse_args(argv)
     raise_nofile()
@@ -260,7 +273,9 @@ def main(argv: list[str] | None = None) -> None:
     gc.disable()
     probe = Probe(args.server_pids, args.redis_pids) if args.server_pids else None
     target = Target(args.url, auth=not args.no_auth)
-    result = asyncio.run(run(args.workload, target, args.quick, probe, args.duration))
+    result = asyncio.run(
+        run(args.workload, target, args.quick, probe, args.duration, args.redis_url)
+    )
     text = json.dumps(result, indent=1)
     if args.out:
         with open(args.out, "w") as f:

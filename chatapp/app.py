@@ -19,6 +19,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 from aiohttp_session import session_middleware
+from redis.exceptions import RedisError
 
 from chatapp.accounts import csrf
 from chatapp.accounts.demo import DemoPasswords
@@ -53,6 +54,7 @@ from chatapp.web import (
     chat_pages,
     chat_socket,
     conversation_pages,
+    history_pages,
     middlewares,
     ops,
     pages,
@@ -72,9 +74,33 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     try:
         await store.wait_ready(app[config_key].redis.connect_timeout)
         await ensure_layout(store.raw)
+        await _check_replicas(app[config_key], store)
         yield
     finally:
         await store.close()
+
+
+async def _check_replicas(config: Config, store: Store) -> None:
+    """Warn when `redis.wait_replicas` asks for more replicas than some primary has:
+    every message stored there will then answer `unavailable` (after the WAIT)."""
+    wanted = config.redis.wait_replicas
+    if not wanted or config.is_memory_store:
+        return
+    try:
+        have = await store.replicas()
+    except (RedisError, OSError) as exc:
+        log.warning("could not count Redis replicas (%s)", exc)
+        return
+    if have < wanted:
+        log.warning(
+            "redis.wait_replicas is %d but %s has a primary with %d replica(s): messages "
+            "stored there will answer `unavailable` (may still be stored) after each "
+            "%.1f s WAIT until enough replicas are attached",
+            wanted,
+            store.display_url,
+            have,
+            config.redis.wait_timeout,
+        )
 
 
 async def _session_secret(config: Config, store: Store) -> bytes:
@@ -233,6 +259,7 @@ def create_app(config: Config, *, workers: int = 1) -> web.Application:
     app.add_routes(pages.routes)
     app.add_routes(chat_pages.routes)
     app.add_routes(conversation_pages.routes)
+    app.add_routes(history_pages.routes)
     app.add_routes(chat_socket.routes)
     app.add_routes(socket_check.routes)
     app.add_routes(admin_pages.routes)

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from chatapp.store.urls import cluster_nodes
+
 ENV_PREFIX = "CHATAPP_"
 # Not a config key: the path of the config file itself (used by gunicorn).
 ENV_CONFIG_PATH = "CHATAPP_CONFIG"
@@ -45,6 +47,12 @@ class RedisConfig:
     url: str = "memory://"
     # Seconds to wait for Redis at start-up before giving up with exit 2.
     connect_timeout: float = field(default=5.0, metadata=_limits(0.1, 60))
+    # Replicas that must hold a message (Redis WAIT) before the sender's echo
+    # confirms it; 0: do not wait.
+    wait_replicas: int = field(default=0, metadata=_limits(0, 16))
+    # Seconds one WAIT may take; then the sender gets `unavailable` (maybe stored).
+    # (Under the 5 s socket timeout of every Redis command.)
+    wait_timeout: float = field(default=1.0, metadata=_limits(0.01, 4))
 
 
 @dataclass(frozen=True)
@@ -246,11 +254,21 @@ def build_config(
 def _check_semantics(config: Config) -> None:
     url = config.redis.url
     scheme = urlsplit(url).scheme
-    if scheme not in ("redis", "rediss", "unix", "memory"):
+    if scheme not in ("redis", "rediss", "unix", "memory", "redis+cluster"):
         raise ConfigError(
-            f"redis.url: expected redis://host:port/db, rediss://, unix:// or memory://, "
-            f"got {_describe(url)}"
+            f"redis.url: expected redis://host:port/db, rediss://, unix://, "
+            f"redis+cluster://host:port[,host:port...] or memory://, got {_describe(url)}"
         )
+    if scheme == "redis+cluster":
+        try:
+            nodes = cluster_nodes(url)
+        except ValueError:
+            nodes = []
+        if not nodes or not all(host and 0 < port < 65536 for host, port in nodes):
+            raise ConfigError(
+                "redis.url: expected redis+cluster://host:port[,host:port...], "
+                f"got {_describe(url)}"
+            )
     for origin in config.security.allowed_origins:
         parts = urlsplit(origin)
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:

@@ -63,6 +63,26 @@ async def stored_messages(redis_url: str, room: str) -> list[dict]:
         await client.aclose()
 
 
+async def held_before(
+    person: Client, room: str, frame: dict, since: int, base: str | None = None
+) -> list[dict]:
+    """The held messages older than a `history` frame's and newer than `since`,
+    oldest first, fetched page by page from the history API (a frame with `more`)."""
+    out: list[dict] = []
+    messages, more = frame["messages"], frame.get("more", False)
+    before = messages[0]["id"] if messages else None
+    while more and (before is None or before > since + 1):
+        query = "limit=100" if before is None else f"limit=100&before={before}"
+        async with person.http.get(f"{base or person.base}/api/chat/{room}/history?{query}") as r:
+            assert r.status == 200, r.status
+            page = await r.json()
+        if not page["messages"]:
+            break
+        out = [m for m in page["messages"] if m["id"] > since] + out
+        before, more = page["messages"][0]["id"], page["more"]
+    return out
+
+
 class Follower:
     """One person in one room, reconnecting with ?after= like the browser does."""
 
@@ -107,6 +127,12 @@ class Follower:
         self.connects += 1
         first = await self.sock.frame(timeout=10)
         assert first["type"] == "history", first
+        if after is not None and first.get("more"):
+            # A resume far behind: the frame holds the newest few, the page fetches
+            # the rest before them through the history API (PROTOCOL.md).
+            since = 0 if first["truncated"] else after
+            older = await held_before(self.person, self.room, first, since, base)
+            first = {**first, "messages": older + first["messages"]}
         self._handle(first)
         self.connected.set()
 
@@ -128,6 +154,12 @@ class Follower:
 
     async def _pump(self, sock: Socket) -> None:
         async for frame in sock.frames():
+            if frame["type"] == "history" and frame.get("more"):
+                # A room starting over (Redis lost it) sends a bounded frame too:
+                # what it leaves out comes from the history API, as for a resume.
+                since = 0 if frame["truncated"] else self.last_id
+                older = await held_before(self.person, self.room, frame, since, self.base)
+                frame = {**frame, "messages": older + frame["messages"]}
             self._handle(frame)
         self.closes.append(sock.ws.close_code)
 

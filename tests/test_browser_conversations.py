@@ -317,7 +317,8 @@ async def test_mentions_are_highlighted_and_completed_with_the_keyboard(app, bro
         "#log .msg.mine mark", "ms => ms.map(m => [m.textContent, m.className])"
     )
     assert mine == [["@cv_bob", "mention"], ["@cv_bea", "mention"]]
-    heard = await bots_here[0].until(lambda f: f.get("username") == "eve")
+    # (The page's typing frames come first: the message is the one to read.)
+    heard = await bots_here[0].until(lambda f: f["type"] == "message" and f["username"] == "eve")
     assert heard["text"] == "thanks @cv_bob and @cv_bea "
 
 

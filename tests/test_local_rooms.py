@@ -68,8 +68,8 @@ class World:
         read = self.broker.history
         overtaken: list = []
 
-        async def overtaken_read(room, after=None, changed_after=None):
-            held = await read(room, after, changed_after)
+        async def overtaken_read(room, after=None, changed_after=None, **bounds):
+            held = await read(room, after, changed_after, **bounds)
             self.broker.history = read  # once
             overtaken.append(await publish())
             self.arrive()

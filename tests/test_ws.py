@@ -26,6 +26,7 @@ async def test_first_frame_is_history_then_presence(base):
             "type": "history",
             "messages": [],
             "truncated": False,
+            "more": False,
             "rev": 0,
         }
         assert await sock.frame() == {"type": "presence", "users": ["ann"], "count": 1}

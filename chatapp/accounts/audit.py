@@ -60,7 +60,7 @@ class AuditLog:
         self, actor: str, action: str, target: str, detail: str = "", address: str = ""
     ) -> AuditEntry:
         entry = AuditEntry(time.time(), actor, action, target, detail, address)
-        pipe = self._redis.pipeline(transaction=True)
+        pipe = self._redis.pipeline(transaction=True)  # one key: fine on a cluster too
         pipe.lpush(self._key, json.dumps(asdict(entry)))
         pipe.ltrim(self._key, 0, self._cap - 1)
         await pipe.execute()

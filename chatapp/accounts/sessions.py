@@ -26,8 +26,9 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from aiohttp import hdrs, web
-from aiohttp_session import Session, get_session, new_session
+from aiohttp_session import AbstractStorage, Session, get_session, new_session
 from aiohttp_session.redis_storage import RedisStorage
+from redis.asyncio.cluster import RedisCluster
 
 from chatapp.store.keys import Keys
 
@@ -51,15 +52,23 @@ class SignedRedisStorage(RedisStorage):
     def __init__(
         self, redis: aioredis.Redis, *, cookie_name: str, max_age: int, secure: bool
     ) -> None:
-        super().__init__(
-            redis,
+        options = dict(
             cookie_name=cookie_name,
             max_age=max_age,
             secure=secure,
             httponly=True,
             samesite="Lax",
-            key_factory=lambda: secrets.token_urlsafe(32),
         )
+        key_factory = lambda: secrets.token_urlsafe(32)  # noqa: E731
+        if isinstance(redis, RedisCluster):
+            # RedisStorage insists on a redis.asyncio.Redis, yet only GETs and SETs
+            # one key per session, which a cluster client routes by itself: set up
+            # what its __init__ would, past the type check.
+            AbstractStorage.__init__(self, **options)
+            self._key_factory = key_factory
+            self._redis = redis
+        else:
+            super().__init__(redis, key_factory=key_factory, **options)
         self._secret = b""
         self.redis = redis
         self.secure = secure

@@ -14,7 +14,15 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from redis.exceptions import RedisError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    NoScriptError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chatapp.chat import frames
@@ -49,6 +57,28 @@ redis.call('PERSIST', KEYS[1])
 redis.call('PERSIST', KEYS[2])
 redis.call('PUBLISH', KEYS[3], msg)
 return msg
+"""
+
+# With `redis.wait_replicas`, the append script stores without publishing
+# (_APPEND less its PUBLISH line), WAIT follows on the same connection, and
+# once enough replicas hold the message this publishes every stored message
+# not published yet, up to ARGV[1], in id order, exactly once whoever runs it.
+# A message whose WAIT fell short is published with the next one that is
+# replicated (replication is one ordered stream per primary, so that one's
+# WAIT covers it): an echo then always means "replicated".
+# KEYS: published, history, seq, channel (the room's slot). Returns how many.
+_PUBLISH_UPTO = """
+local seq = tonumber(redis.call('GET', KEYS[3]) or '0')
+local pub = tonumber(redis.call('GET', KEYS[1]) or '0')
+if pub > seq then pub = 0 end
+local upto = math.min(tonumber(ARGV[1]), seq)
+if upto <= pub then return 0 end
+local first = seq - redis.call('LLEN', KEYS[2]) + 1
+local from = math.max(pub + 1, first)
+local held = redis.call('LRANGE', KEYS[2], from - first, upto - first)
+for _, m in ipairs(held) do redis.call('PUBLISH', KEYS[4], m) end
+redis.call('SET', KEYS[1], upto)
+return #held
 """
 
 # An edit, delete or reaction toggle of a held message, stored and published
@@ -131,18 +161,27 @@ return update
 
 # Messages with id > ARGV[1] (all when ARGV[1] is past seq: ids started over),
 # and with ARGV[2] >= 0 the held messages changed after rev ARGV[2].
+# ARGV[3] >= 0: of those, only the newest ARGV[3] (a newcomer's first frame is
+# bounded), except that ARGV[4] >= 0 asks for every id > ARGV[4] too (what the
+# sockets already in the room have not been given).
 # The list holds ids seq-len+1 .. seq (consecutive), so an index follows from
 # an id. KEYS: seq, history, rev, changes.
-# Returns {seq, first held id, rev, count, messages..., (rev, message)...}.
+# Returns {seq, first held id, rev, count, read from (every held id above it is
+# in the messages), messages..., (rev, message)...}.
 _HISTORY_AFTER = """
 local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
 local len = redis.call('LLEN', KEYS[2])
 local first = seq - len + 1
-local after = tonumber(ARGV[1])
-local start = after - first + 1
-if after > seq or start < 0 then start = 0 end
+local from = tonumber(ARGV[1])
+if from > seq then from = 0 end
+local newest = tonumber(ARGV[3])
+if newest >= 0 and seq - newest > from then from = seq - newest end
+local keep = tonumber(ARGV[4])
+if keep >= 0 and keep < from then from = keep end
+local start = from - first + 1
+if start < 0 then start = 0 end
 local held = redis.call('LRANGE', KEYS[2], start, -1)
-local out = {seq, first, tonumber(redis.call('GET', KEYS[3]) or '0'), #held}
+local out = {seq, first, tonumber(redis.call('GET', KEYS[3]) or '0'), #held, from}
 for _, m in ipairs(held) do out[#out + 1] = m end
 if tonumber(ARGV[2]) >= 0 then
   local changed = redis.call('ZRANGEBYSCORE', KEYS[4], '(' .. ARGV[2], '+inf', 'WITHSCORES')
@@ -156,6 +195,40 @@ if tonumber(ARGV[2]) >= 0 then
 end
 return out
 """
+
+# A page of held messages: up to ARGV[2] with id < ARGV[1] (-1: the newest),
+# oldest first, read with the newest id, the oldest held id and the room's rev
+# in one step. KEYS: seq, history, rev.
+# Returns {seq, first held id, rev, first id returned, messages...}.
+_PAGE = """
+local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
+local len = redis.call('LLEN', KEYS[2])
+local first = seq - len + 1
+local rev = tonumber(redis.call('GET', KEYS[3]) or '0')
+local last = seq
+local before = tonumber(ARGV[1])
+if before >= 0 and before - 1 < last then last = before - 1 end
+local from = last - tonumber(ARGV[2]) + 1
+if from < first then from = first end
+if last < from then return {seq, first, rev, last + 1} end
+local out = {seq, first, rev, from}
+for _, m in ipairs(redis.call('LRANGE', KEYS[2], from - first, last - first)) do
+  out[#out + 1] = m
+end
+return out
+"""
+
+
+def _sharded(script: str, cluster: bool, channel: str = "KEYS[3]") -> str:
+    """The script publishing with SPUBLISH on a cluster (`channel` is in KEYS)."""
+    if not cluster:
+        return script
+    assert script.count(f"redis.call('PUBLISH', {channel}") == 1
+    return script.replace(f"redis.call('PUBLISH', {channel}", f"redis.call('SPUBLISH', {channel}")
+
+
+_APPEND_QUIET = _APPEND.replace("redis.call('PUBLISH', KEYS[3], msg)\n", "")
+assert "PUBLISH" not in _APPEND_QUIET
 
 
 @dataclass(frozen=True)
@@ -178,6 +251,28 @@ class History:
     first_id: int  # the oldest id still held (last_id + 1 when none is)
     rev: int = 0  # the room's latest change number when read
     changes: list[Change] = field(default_factory=list)  # after the rev asked for, by rev
+    read_from: int = 0  # every held message with a greater id is in `messages`
+
+
+@dataclass(frozen=True)
+class Page:
+    """Held messages read in one step (`Broker.page`), oldest first."""
+
+    messages: list[bytes]
+    last_id: int  # the room's newest id when read (0: no message yet)
+    first_id: int  # the oldest id still held (last_id + 1 when none is)
+    rev: int  # the room's latest change number when read
+    start: int  # the id of the first message returned (one past the end when none)
+
+    @property
+    def more_before(self) -> bool:
+        """Older messages are held than those returned."""
+        return self.start > self.first_id
+
+    @property
+    def more_after(self) -> bool:
+        """Newer messages are held than those returned."""
+        return self.start + len(self.messages) <= self.last_id
 
 
 class RateLimited(Exception):
@@ -205,9 +300,12 @@ class Unavailable(Exception):
     """Redis did not take the message, or did not answer in time (`maybe_stored`:
     a hung Redis may still run the script when it wakes up)."""
 
-    def __init__(self, detail: str, maybe_stored: bool = False) -> None:
+    def __init__(self, detail: str, maybe_stored: bool = False, unreplicated: bool = False) -> None:
         super().__init__(detail)
         self.maybe_stored = maybe_stored
+        # Stored on the primary, but fewer replicas than `redis.wait_replicas`
+        # confirmed it in time.
+        self.unreplicated = unreplicated
 
 
 def _script_keys(room: str, username: str) -> list[str]:
@@ -230,15 +328,30 @@ class Broker:
         history_limit: int,
         rate_limit: int,
         rate_window: float,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
     ) -> None:
         self._redis = store.raw
+        self._cluster = store.cluster
         self._history_limit = history_limit
         self._rate_limit = rate_limit
         self._rate_window_ms = max(1, int(rate_window * 1000))
-        self._append = self._redis.register_script(_APPEND)
+        # On a cluster room channels are shard channels: the scripts SPUBLISH
+        # (Redis 7.0+ allows it in a script for a channel declared in KEYS, of
+        # the script's slot). Two texts rather than a command name in ARGV: the
+        # single-Redis script stays as it was.
+        self._append = self._redis.register_script(_sharded(_APPEND, self._cluster))
         self._history_after = self._redis.register_script(_HISTORY_AFTER)
-        self._change = self._redis.register_script(_CHANGE)
+        self._change = self._redis.register_script(_sharded(_CHANGE, self._cluster))
+        self._page = self._redis.register_script(_PAGE)
         self._listed: dict[str, float] = {}  # room -> when its listing was last refreshed
+        self._wait_replicas = wait_replicas
+        self._wait_ms = max(1, int(wait_timeout * 1000))
+        if wait_replicas:
+            self._append_quiet = self._redis.register_script(_APPEND_QUIET)
+            self._publish_upto = self._redis.register_script(
+                _sharded(_PUBLISH_UPTO, self._cluster, "KEYS[4]")
+            )
 
     # -- publishing and reading -------------------------------------------------
 
@@ -262,7 +375,16 @@ class Broker:
         keys = [*_script_keys(room, username), Keys.room_changes(room)]
         args = [body, self._history_limit, self._rate_limit, self._rate_window_ms, reply_to or 0]
         listing = self._listing_due(room)
-        if listing:
+        if self._wait_replicas:
+            result = await self._append_replicated(room, keys, args)
+            if listing:
+                await self._list(room, public)
+        elif listing and self._cluster:
+            # A cluster pipeline cannot carry EVALSHA: the listing is its own call.
+            result = await self._run(self._append, keys=keys, args=args)
+            if not isinstance(result, int):
+                await self._list(room, public)
+        elif listing:
             # The room list's activity time is global (another hash slot than
             # the room's keys): set beside the script, at most once a second.
             pipe = self._redis.pipeline(transaction=False)
@@ -311,6 +433,95 @@ class Broker:
             raise _REFUSALS[result]
         return result
 
+    # -- redis.wait_replicas -------------------------------------------------------------
+
+    async def _append_replicated(self, room: str, keys: list, args: list) -> bytes | int:
+        """Store (not publish), WAIT on that connection, publish once replicated.
+
+        Unavailable(maybe_stored=True) when fewer replicas than asked confirmed
+        in time: the message is on the primary and shows up (is published)
+        with the next replicated one, unless a failover loses it.
+        """
+        if self._cluster:
+            stored, acked = await self._script_and_wait_on_node(keys, args)
+        else:
+            # A plain pipeline is one connection: WAIT counts the script's writes.
+            pipe = self._redis.pipeline(transaction=False)
+            await self._append_quiet(keys=keys, args=args, client=pipe)
+            pipe.execute_command("WAIT", self._wait_replicas, self._wait_ms)
+            stored, acked = await self._run(pipe.execute)
+        if isinstance(stored, int):
+            return stored  # refused: nothing stored, nothing to wait for
+        if int(acked) < self._wait_replicas:
+            raise Unavailable(
+                f"WAIT {self._wait_replicas}: {acked} replica(s) confirmed in {self._wait_ms} ms",
+                maybe_stored=True,
+                unreplicated=True,
+            )
+        try:
+            await self._publish_upto(
+                keys=[Keys.room_published(room), keys[1], keys[0], keys[2]],
+                args=[frames.message_id(stored)],
+            )
+        except (RedisError, OSError) as exc:
+            # Stored and replicated: the next message, or the gap fill after the
+            # subscriber re-homes, delivers it.
+            log.warning("room %s: publish after WAIT failed: %s", room, exc)
+        return stored
+
+    async def _script_and_wait_on_node(self, keys: list, args: list) -> tuple:
+        """EVALSHA then WAIT, pipelined on one connection to the primary of the
+        keys' slot (WAIT counts that connection's writes), following MOVED/ASK."""
+        rc = self._redis
+        script = self._append_quiet
+        asking = None
+        for _ in range(8):
+            node = asking or rc.get_node_from_key(keys[0])
+            commands = [("EVALSHA", script.sha, len(keys), *keys, *args)]
+            if asking is not None:
+                commands.insert(0, ("ASKING",))
+            commands.append(("WAIT", self._wait_replicas, self._wait_ms))
+            conn = node.acquire_connection()
+            sent = False
+            replies: list = []
+            try:
+                await conn.send_packed_command(conn.pack_commands(commands))
+                sent = True
+                for _ in commands:
+                    try:
+                        replies.append(await conn.read_response())
+                    except ResponseError as exc:
+                        replies.append(exc)
+            except (RedisError, OSError) as exc:
+                await conn.disconnect()
+                timed_out = isinstance(exc, RedisTimeoutError | TimeoutError)
+                raise Unavailable(str(exc), maybe_stored=sent and timed_out) from exc
+            finally:
+                node.release(conn)
+            stored, acked = replies[-2], replies[-1]
+            asking = None
+            if isinstance(stored, NoScriptError):
+                await rc.script_load(script.script)
+            elif isinstance(stored, AskError):
+                asking = rc.get_node(host=stored.host, port=stored.port)
+            elif isinstance(stored, MovedError | TryAgainError | ClusterDownError):
+                await rc.nodes_manager.initialize()  # the slot map now
+            elif isinstance(stored, ResponseError):
+                raise Unavailable(str(stored))
+            else:
+                return stored, acked if not isinstance(acked, Exception) else 0
+        raise Unavailable("the room's slot kept moving")
+
+    async def _list(self, room: str, public: bool) -> None:
+        """Refresh the room's activity time in its listing (best effort: the message
+        is stored already, and the next one refreshes it again)."""
+        try:
+            await self._redis.zadd(
+                Keys.rooms if public else Keys.private_conversations, {room: time.time()}
+            )
+        except (RedisError, OSError) as exc:
+            log.warning("room %s: listing not refreshed: %s", room, exc)
+
     def _listing_due(self, room: str) -> bool:
         """Whether this worker should refresh `room`'s last activity in its listing."""
         now = time.monotonic()
@@ -331,13 +542,27 @@ class Broker:
 
     async def publish_frame(self, room: str, frame: bytes) -> None:
         """Publish a frame that is not stored (presence, typing) to everyone in the room."""
-        await self._redis.publish(Keys.room_channel(room), frame)
+        if self._cluster:
+            await self._redis.spublish(Keys.room_channel(room), frame)
+        else:
+            await self._redis.publish(Keys.room_channel(room), frame)
 
     async def history(
-        self, room: str, after: int | None = None, changed_after: int | None = None
+        self,
+        room: str,
+        after: int | None = None,
+        changed_after: int | None = None,
+        *,
+        newest: int | None = None,
+        keep: int | None = None,
     ) -> History:
         """The held messages (all, or those with id > after) and whether some were
-        missed; with `changed_after`, also every held message changed after that rev."""
+        missed; with `changed_after`, also every held message changed after that rev.
+
+        `newest`: of those, only the newest `newest` (a first frame is bounded),
+        except that with `keep` every message with id > keep is read too.
+        `History.read_from` says where the messages start.
+        """
         result = await self._history_after(
             keys=[
                 Keys.room_seq(room),
@@ -345,14 +570,30 @@ class Broker:
                 Keys.room_rev(room),
                 Keys.room_changes(room),
             ],
-            args=[after or 0, -1 if changed_after is None else changed_after],
+            args=[
+                after or 0,
+                -1 if changed_after is None else changed_after,
+                -1 if newest is None else newest,
+                -1 if keep is None else keep,
+            ],
         )
-        last_id, first_id, rev, count = (int(n) for n in result[:4])
+        last_id, first_id, rev, count, read_from = (int(n) for n in result[:5])
         truncated = after is not None and (after > last_id or after < first_id - 1)
-        changed = result[4 + count :]
+        changed = result[5 + count :]
         changes = [Change(int(changed[i]), changed[i + 1]) for i in range(0, len(changed), 2)]
         changes.sort(key=lambda change: change.rev)
-        return History(list(result[4 : 4 + count]), truncated, last_id, first_id, rev, changes)
+        messages = list(result[5 : 5 + count])
+        return History(messages, truncated, last_id, first_id, rev, changes, read_from)
+
+    async def page(self, room: str, before: int | None, limit: int) -> Page:
+        """Up to `limit` held messages with id < `before` (None: the newest), oldest
+        first, with the room's newest id, oldest held id and rev, read in one step."""
+        result = await self._page(
+            keys=[Keys.room_seq(room), Keys.room_history(room), Keys.room_rev(room)],
+            args=[-1 if before is None else before, limit],
+        )
+        last_id, first_id, rev, start = (int(n) for n in result[:4])
+        return Page(list(result[4:]), last_id, first_id, rev, start)
 
     async def rev(self, room: str) -> int:
         """The room's latest change number (0: nothing changed yet)."""
@@ -361,13 +602,3 @@ class Broker:
     async def last_id(self, room: str) -> int:
         """The room's newest message id (0: none yet)."""
         return int(await self._redis.get(Keys.room_seq(room)) or 0)
-
-    async def recent_and_rev(self, room: str, count: int) -> tuple[list[bytes], int]:
-        """The newest `count` messages and the room's rev, read in one step (a page
-        that resumes from that rev then misses no change)."""
-        pipe = self._redis.pipeline(transaction=True)
-        # LRANGE 1 0 is empty (-0 would be the whole list).
-        pipe.lrange(Keys.room_history(room), -count if count > 0 else 1, -1 if count > 0 else 0)
-        pipe.get(Keys.room_rev(room))
-        messages, rev = await pipe.execute()
-        return messages, int(rev or 0)

@@ -28,6 +28,7 @@ from typing import Literal
 
 import redis.asyncio as aioredis
 
+from chatapp.store.client import is_cluster, run_script_many
 from chatapp.store.keys import Keys
 
 Kind = Literal["room", "private", "dm"]
@@ -228,7 +229,10 @@ class Conversations:
 
     async def add_member(self, name: str, username: str) -> bool:
         """Add a member (lower case kept); False if they were one already."""
-        pipe = self._redis.pipeline(transaction=True)
+        # The room's access set and the person's list are in different hash
+        # slots: one MULTI on a single Redis, a plain pipeline on a cluster
+        # (each write is idempotent; the access set, written first, decides).
+        pipe = self._redis.pipeline(transaction=not is_cluster(self._redis))
         pipe.sadd(Keys.room_access(name), username.lower())
         pipe.zadd(Keys.user_conversations(username), {name: time.time()})
         added, _ = await pipe.execute()
@@ -236,7 +240,8 @@ class Conversations:
 
     async def remove_member(self, name: str, username: str) -> bool:
         """Remove a member; False if they were none."""
-        pipe = self._redis.pipeline(transaction=True)
+        # As in add_member: per-slot keys, a plain pipeline on a cluster.
+        pipe = self._redis.pipeline(transaction=not is_cluster(self._redis))
         pipe.srem(Keys.room_access(name), username.lower())
         pipe.zrem(Keys.user_conversations(username), name)
         pipe.hdel(Keys.user_read(username), name)
@@ -293,14 +298,17 @@ class Conversations:
                 conversations.append(Conversation(name, "private"))
             else:
                 conversations.append(Conversation(name, "room"))
-        pipe = self._redis.pipeline(transaction=False)
-        for conversation, marker in zip(conversations, markers, strict=True):
-            await self._after_marker(
-                keys=[Keys.room_seq(conversation.name), Keys.room_history(conversation.name)],
-                args=[marker, UNREAD_READ_CAP],
-                client=pipe,
-            )
-        pipe_results = await pipe.execute()
+        pipe_results = await run_script_many(
+            self._redis,
+            self._after_marker,
+            [
+                (
+                    [Keys.room_seq(conversation.name), Keys.room_history(conversation.name)],
+                    [marker, UNREAD_READ_CAP],
+                )
+                for conversation, marker in zip(conversations, markers, strict=True)
+            ],
+        )
         peers = [dm_peer(c.name, me) for c in conversations if c.kind == "dm"]
         display_names = await self.display_names(peers) if peers else {}
         out = []

@@ -204,14 +204,18 @@ def history_frame(
     truncated: bool,
     rev: int | None = None,
     updates: Iterable[bytes] | None = None,
+    more: bool = False,
 ) -> bytes:
-    """`history`; with `rev`, the conversation's latest change number, and with
-    `updates`, the changes a resuming client missed."""
+    """`history`; with `rev`, the conversation's latest change number, with
+    `updates`, the changes a resuming client missed; `more`: older held
+    messages (newer than the client's `after`) are left to the history API."""
     frame = (
         b'{"type":"history","messages":['
         + b",".join(messages)
         + b'],"truncated":'
         + (b"true" if truncated else b"false")
+        + b',"more":'
+        + (b"true" if more else b"false")
     )
     if updates is not None:
         frame += b',"updates":[' + b",".join(updates) + b"]"

@@ -45,6 +45,11 @@ UNSUBSCRIBE_GRACE = 2.0  # seconds a room stays subscribed after its last socket
 # overtake the history read's reply (two connections); more than that means
 # Redis lost the room's messages.
 CATCH_UP_READS = 3
+# The first frame's bound: the newest `chat.page_history` messages, and no more
+# bytes of them than half of `chat.send_buffer_bytes`, so a joiner is never
+# closed as slow (1013) because of its own history.
+FIRST_FRAME_MESSAGES = 50
+FIRST_FRAME_BYTES = 1_048_576 // 2
 
 
 class LocalRoom:
@@ -97,24 +102,28 @@ class LocalRoom:
 
         `after`, `rev`: what a resuming client has seen (its newest id, its
         newest change number); it gets what came after (`history` frame's
-        messages and updates).
+        messages and updates). The frame is bounded (`LocalRooms.first_frame`):
+        the newest messages after `after` only, `more` saying whether older
+        ones, still held, were left for the history API.
         """
         self._cancel_dissolve()
         self._joining += 1
+        limit = self._rooms.first_frame_messages
         try:
             await self._subscriber.subscribe(self.name)
-            # Read enough for the newcomer (after `after`, changed after `rev`) and
-            # for the sockets already here (after `last_id` and `self.rev`), then
-            # make sure the read is not behind a live frame that overtook it.
-            start, since = after or 0, rev
-            if self._hub.has_room(self.name):
-                start = min(start, self.last_id)
-                since = self.rev if since is None else min(since, self.rev)
+            # Read enough for the newcomer (the newest `limit` after `after`, changed
+            # after `rev`) and for the sockets already here (everything after
+            # `last_id`, changed after `self.rev`), then make sure the read is not
+            # behind a live frame that overtook it.
             for _ in range(CATCH_UP_READS):
-                held = await self._broker.history(self.name, start, since)
-                if after is not None and after > held.last_id and start > 0:
-                    start = 0  # ids started over since the client's visit: it gets all
-                elif held.last_id >= self.last_id and held.rev >= self.rev:
+                here = self._hub.has_room(self.name)
+                since = rev
+                if here:
+                    since = self.rev if since is None else min(since, self.rev)
+                keep = self.last_id if here else None
+                held = await self._broker.history(self.name, after, since, newest=limit, keep=keep)
+                covered = not self._hub.has_room(self.name) or held.read_from <= self.last_id
+                if held.last_id >= self.last_id and held.rev >= self.rev and covered:
                     break
         finally:
             self._joining -= 1
@@ -133,11 +142,12 @@ class LocalRoom:
         messages = (
             held.messages if after is None else [m for m in held.messages if _after(m, after)]
         )
+        messages, more = self._rooms.first_frame(messages, held, after)
         updates = None
         if rev is not None:
             seen = after or 0  # messages above it are in the frame as they are now
             updates = [c.message for c in held.changes if c.rev > rev and c.id <= seen]
-        self._hub.add(conn, frames.history_frame(messages, truncated, held.rev, updates))
+        self._hub.add(conn, frames.history_frame(messages, truncated, held.rev, updates, more))
 
     def leave(self, conn: Connection) -> None:
         """Forget a socket; unsubscribe a grace after the room's last one left."""
@@ -221,8 +231,11 @@ class LocalRoom:
                 self.last_id,
             )
             self._hub.flush_room(self.name)
+            # All it holds (Redis just lost the room: little), within the byte bound.
+            messages, more = self._rooms.first_frame(held.messages, held, None, count=False)
             self._hub.broadcast(
-                self.name, frames.history_frame(held.messages, truncated=True, rev=held.rev)
+                self.name,
+                frames.history_frame(messages, truncated=True, rev=held.rev, more=more),
             )
         self.last_id = held.last_id
         self.rev = held.rev
@@ -259,8 +272,12 @@ class LocalRooms:
         subscriber_factory: Callable[[LocalRooms], Subscriber],
         on_control: Callable[[ControlEvent], None],
         grace: float = UNSUBSCRIBE_GRACE,
+        first_frame_messages: int = FIRST_FRAME_MESSAGES,
+        first_frame_bytes: int = FIRST_FRAME_BYTES,
     ) -> None:
         self.grace = grace
+        self.first_frame_messages = first_frame_messages
+        self.first_frame_bytes = first_frame_bytes
         self._hub = hub
         self._broker = broker
         self._by_name: dict[str, LocalRoom] = {}
@@ -275,6 +292,27 @@ class LocalRooms:
                 name, self, self._hub, self._broker, self.subscriber
             )
         return room
+
+    def first_frame(
+        self, messages: list[bytes], held: History, after: int | None, count: bool = True
+    ) -> tuple[list[bytes], bool]:
+        """The newest of `messages` (consecutive ids, oldest first) that fit in a
+        first frame, and whether held messages newer than `after` were left out.
+
+        `count`: at most `first_frame_messages` of them; always at most
+        `first_frame_bytes` of them."""
+        kept = messages
+        if count:
+            kept = messages[-self.first_frame_messages :] if self.first_frame_messages else []
+        size, cut = 0, len(kept)
+        while cut > 0 and size + len(kept[cut - 1]) <= self.first_frame_bytes:
+            cut -= 1
+            size += len(kept[cut])
+        kept = kept[cut:]
+        # Ids up to `lowest` are the client's already, or no longer held.
+        lowest = max(after or 0, held.first_id - 1)
+        oldest = (frames.message_id(kept[0]) or 0) if kept else held.last_id + 1
+        return kept, oldest - 1 > lowest
 
     def leave(self, conn: Connection) -> None:
         room = self._by_name.get(conn.room)

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from chatapp.store.client import is_cluster, run_script_many
 from chatapp.store.keys import Keys
 from chatapp.tasks import cancel_and_wait
 
@@ -35,6 +36,9 @@ Emptied = Callable[[str], Awaitable[None]]
 # members to refresh followed by those members. Returns, per room, how many
 # expired records were swept. One round trip: as 500 commands in a pipeline the
 # refresh of 50 rooms x 10 people held the event loop ~9 ms every 5 s (W3 p99).
+# On a Redis Cluster a script may only touch keys of one hash slot: the rooms
+# are grouped by slot there, one call per slot (each room is its own slot, as
+# its tag is its name, so that is one call per room, concurrently).
 _REFRESH = """
 local expiry, now = ARGV[1], ARGV[2]
 local i = 3
@@ -149,17 +153,31 @@ class Presence:
         if not by_room:
             return
         rooms = sorted(by_room)
-        args: list[str | float] = [now + self._ttl, now]
-        for room in rooms:
-            args.append(len(by_room[room]))
-            args.extend(by_room[room])
-        removed = await self._refresh_script(
-            keys=[Keys.room_members(room) for room in rooms], args=args
-        )
+        if is_cluster(self._redis):
+            groups: dict[int, list[str]] = {}
+            for room in rooms:
+                groups.setdefault(self._redis.keyslot(Keys.room_members(room)), []).append(room)
+            calls = [self._refresh_call(group, by_room, now) for group in groups.values()]
+            answers = await run_script_many(self._redis, self._refresh_script, calls)
+            rooms = [room for group in groups.values() for room in group]
+            removed = [count for answer in answers for count in answer]
+        else:
+            keys, args = self._refresh_call(rooms, by_room, now)
+            removed = await self._refresh_script(keys=keys, args=args)
         for room, count in zip(rooms, removed, strict=True):
             if count:
                 log.info("room %s: %d presence record(s) of a vanished worker expired", room, count)
                 await self._announce(room)
+
+    def _refresh_call(
+        self, rooms: list[str], by_room: dict[str, list[str]], now: float
+    ) -> tuple[list[str], list[str | float]]:
+        """KEYS and ARGV of one _REFRESH call for `rooms`."""
+        args: list[str | float] = [now + self._ttl, now]
+        for room in rooms:
+            args.append(len(by_room[room]))
+            args.extend(by_room[room])
+        return [Keys.room_members(room) for room in rooms], args
 
     async def sweep_elsewhere(self) -> list[str]:
         """Sweep expired records of rooms with no local socket; return the rooms emptied.

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from chatapp.chat import presence
 from chatapp.chat.conversations import DM_RE
 from chatapp.names import ROOM_RE
+from chatapp.store.client import is_cluster
 from chatapp.store.keys import Keys
 from chatapp.store.windows import WindowCounters
 
@@ -76,7 +77,7 @@ class RoomDirectory:
         Names are unique regardless of case: `General` and `general` are one room,
         named as whoever came first spelled it.
         """
-        pipe = self._redis.pipeline(transaction=True)
+        pipe = self._redis.pipeline(transaction=True)  # one key: fine on a cluster too
         pipe.hsetnx(Keys.room_names, room.lower(), room)
         pipe.hget(Keys.room_names, room.lower())
         _, name = await pipe.execute()
@@ -214,21 +215,42 @@ class RoomDirectory:
     async def expire_when_empty(self, room: str) -> None:
         """The room's last person left: its keys expire (or go at once with ttl 0)."""
         keys = Keys.room_state(room)
+        if self._empty_room_ttl == 0 and is_cluster(self._redis):
+            # The room's keys share its hash slot (one MULTI); the listing and the
+            # name are global keys of other slots: a second, plain pipeline. A
+            # crash between the two leaves a listed room with no history, which
+            # is what an empty room looks like anyway.
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.delete(*keys, Keys.room_members(room), Keys.room_published(room))
+            await pipe.execute()
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.zrem(Keys.rooms, room)
+            pipe.hdel(Keys.room_names, room.lower())
+            await pipe.execute()
+            return
         pipe = self._redis.pipeline(transaction=True)
         if self._empty_room_ttl == 0:
-            pipe.delete(*keys, Keys.room_members(room))
+            pipe.delete(*keys, Keys.room_members(room), Keys.room_published(room))
             pipe.zrem(Keys.rooms, room)
             pipe.hdel(Keys.room_names, room.lower())
         else:
-            for key in keys:
+            for key in keys:  # all in the room's hash slot
                 pipe.expire(key, self._empty_room_ttl)
         await pipe.execute()
 
     async def delete(self, room: str) -> None:
         """Remove the room's history, presence and listing (its sockets are closed first)."""
+        cluster = is_cluster(self._redis)
         pipe = self._redis.pipeline(transaction=True)
-        pipe.delete(*Keys.room_state(room), Keys.room_members(room))
+        pipe.delete(*Keys.room_state(room), Keys.room_members(room), Keys.room_published(room))
         pipe.delete(Keys.room_meta(room), Keys.room_access(room))
+        if cluster:
+            # One MULTI per hash slot: the room's own keys above, atomically; the
+            # listings and the name (global keys, each its own slot) after them,
+            # plainly: a crash between leaves a listed room with no messages,
+            # which the next delete or expiry clears.
+            await pipe.execute()
+            pipe = self._redis.pipeline(transaction=False)
         pipe.zrem(Keys.rooms, room)
         pipe.zrem(Keys.private_conversations, room)
         pipe.hdel(Keys.room_names, room.lower())

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from chatapp.chat import control, frames
 from chatapp.chat.broker import Broker
+from chatapp.chat.cluster_subscriber import ClusterSubscriber
 from chatapp.chat.control import (
     CloseMember,
     CloseRoom,
@@ -32,12 +33,13 @@ from chatapp.chat.hub import Connection, Hub
 from chatapp.chat.local_rooms import LocalRooms
 from chatapp.chat.presence import Presence
 from chatapp.chat.rooms import RoomDirectory, RoomQuotaReached
+from chatapp.chat.search import Search
 from chatapp.chat.session_watch import SessionWatch
 from chatapp.chat.subscriber import Subscriber
 from chatapp.chat.wire import GOING_AWAY, POLICY
 from chatapp.config import Config
 from chatapp.metrics import Metrics
-from chatapp.store.client import Store
+from chatapp.store.client import Store, is_cluster
 from chatapp.store.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,9 @@ class ChatService:
             history_limit=chat.history_limit,
             rate_limit=chat.rate_limit_messages,
             rate_window=chat.rate_limit_seconds,
+            # memory:// has no replicas (and one process): nothing to wait for.
+            wait_replicas=0 if config.is_memory_store else config.redis.wait_replicas,
+            wait_timeout=config.redis.wait_timeout,
         )
         self.presence = Presence(
             store.raw,
@@ -88,6 +93,7 @@ class ChatService:
             record_ttl=chat.presence_ttl,
         )
         self.conversations = Conversations(store.raw)
+        self.search = Search(store.raw, self.conversations)
         self.directory = RoomDirectory(store.raw, chat.empty_room_ttl, chat.rooms_per_hour)
         self._max_sockets = chat.max_sockets_per_user
         self._rooms_per_hour = chat.rooms_per_hour
@@ -101,8 +107,14 @@ class ChatService:
         self.rooms = LocalRooms(
             self.hub,
             self.broker,
-            subscriber_factory=lambda listener: Subscriber(store.raw, listener),
+            subscriber_factory=lambda listener: (
+                ClusterSubscriber(store.raw, listener)
+                if store.cluster
+                else Subscriber(store.raw, listener)
+            ),
             on_control=self._control,
+            first_frame_messages=chat.page_history,
+            first_frame_bytes=chat.send_buffer_bytes // 2,
         )
         self.heartbeat = Heartbeat(self.hub, chat.heartbeat_seconds)
         cookie = config.session.cookie_name
@@ -179,7 +191,10 @@ class ChatService:
         room = self.rooms.get(conn.room)
         room.public = public
         await room.join(conn, after, rev)
-        pipe = self._redis.pipeline(transaction=True)
+        # Independent idempotent writes (listing, the person's list, presence):
+        # one MULTI on a single Redis; on a cluster they live in other hash
+        # slots and need no atomicity, so they go as a plain pipeline there.
+        pipe = self._redis.pipeline(transaction=not is_cluster(self._redis))
         if public:
             self.directory.touch(pipe, conn.room)
             pipe.zadd(Keys.user_conversations(user), {conn.room: time.time()}, nx=True)
@@ -272,10 +287,16 @@ class ChatService:
                         frame = frames.notify_frame(name, url, stored)
                         events.append(ToPerson(target, name, frame, True))
                         pipe.zadd(Keys.user_conversations(target), {name: time.time()}, nx=True)
+        if not events:
+            return
+        if is_cluster(self._redis):  # a cluster pipeline cannot carry PUBLISH
+            await pipe.execute()
+            for event in events:
+                await control.publish(self._redis, event)
+            return
         for event in events:
             pipe.publish(Keys.control_channel, control.encode(event))
-        if events:
-            await pipe.execute()
+        await pipe.execute()
 
     async def edit(self, conn: Connection, message_id: int, text: str) -> None:
         await self.broker.change_message(conn.room, conn.username, "edit", message_id, text)

@@ -81,7 +81,8 @@ def config_findings(config: Config) -> list[Finding]:
 
 
 async def store_findings(config: Config) -> list[Finding]:
-    """What Redis says: reachable (else StoreUnavailable), demo passwords left in use."""
+    """What Redis says: reachable (else StoreUnavailable), demo passwords left in use,
+    fewer replicas than `redis.wait_replicas`."""
     from chatapp.accounts.users import DEMO_USERS, Accounts
     from chatapp.store.client import make_store
 
@@ -99,6 +100,16 @@ async def store_findings(config: Config) -> list[Finding]:
                         f"(setpassword {name}) or disable the user",
                     )
                 )
+        wanted = config.redis.wait_replicas
+        if wanted and (have := await store.replicas()) < wanted:
+            found.append(
+                Finding(
+                    True,
+                    f"redis.wait_replicas is {wanted} but a primary has {have} replica(s): "
+                    "messages stored there would answer `unavailable`; attach replicas "
+                    "or lower it",
+                )
+            )
         return found
     finally:
         accounts.close()

@@ -114,6 +114,12 @@ class Keys:
         ]
 
     @staticmethod
+    def room_published(room: str) -> str:
+        """With `redis.wait_replicas`: the newest id published (messages are published
+        in id order once replicated, by `chat.broker`'s _PUBLISH_UPTO)."""
+        return Keys._room(room, "published")
+
+    @staticmethod
     def room_members(room: str) -> str:
         """zset: "<worker>|<username>" -> expiry time of that presence record."""
         return Keys._room(room, "members")

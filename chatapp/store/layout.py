@@ -14,6 +14,7 @@ import logging
 import re
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from chatapp.store.keys import PREFIX, Keys
 
@@ -44,6 +45,19 @@ def new_name(old: bytes) -> str | None:
     return None
 
 
+async def _rename(redis: aioredis.Redis, old: bytes, new: str) -> bool:
+    """RENAMENX; on a Redis Cluster, where the new name is in another hash slot
+    (maybe on another shard), DUMP + RESTORE + DEL, the new name winning too."""
+    if not isinstance(redis, RedisCluster):
+        return bool(await redis.renamenx(old, new))
+    data, ttl = await redis.dump(old), await redis.pttl(old)
+    if data is None or await redis.exists(new):
+        return False
+    await redis.restore(new, max(ttl, 0), data)
+    await redis.delete(old)
+    return True
+
+
 async def ensure_layout(redis: aioredis.Redis, wait: float = LEASE_SECONDS) -> int:
     """Rename keys of an older layout (once per Redis); return how many were renamed."""
     if await redis.get(LAYOUT_KEY) == LAYOUT:
@@ -62,7 +76,7 @@ async def ensure_layout(redis: aioredis.Redis, wait: float = LEASE_SECONDS) -> i
             async for old in redis.scan_iter(match=pattern, count=1000):
                 new = new_name(old)
                 # RENAMENX: a key already written under its new name wins.
-                if new is not None and await redis.renamenx(old, new):
+                if new is not None and await _rename(redis, old, new):
                     renamed += 1
         await redis.set(LAYOUT_KEY, LAYOUT)
     finally:

@@ -12,8 +12,10 @@ from aiohttp import web
 from chatapp.appkeys import accounts_key, chat_key, config_key, rooms_key, user_key
 from chatapp.chat.conversations import Conversation, NameTaken, dm_name
 from chatapp.names import ROOM_RE, ROOM_RULE, USERNAME_RE, room_problem
+from chatapp.web.params import whole_number
 
 routes = web.RouteTableDef()
+AROUND = 25  # messages shown before and after the one a page opens at (`?at=ID`)
 
 
 def _ago(ts: float | None) -> str:
@@ -176,8 +178,21 @@ async def conversation_page(
     chat = request.app[chat_key]
     name = conversation.name
     count = request.app[config_key].chat.page_history
-    recent, rev = await chat.broker.recent_and_rev(name, count)
-    messages = [json.loads(m) for m in recent]
+    at = None
+    if "at" in request.query:
+        at = whole_number(request.query["at"])
+        if at is None:
+            raise web.HTTPBadRequest(text="at must be a message id (a whole number).")
+    if at is None:
+        page = await chat.broker.page(name, None, count)
+    else:
+        # The messages around `at` (the newest ones when it is past them); when it is
+        # older than everything held, the oldest held.
+        page = await chat.broker.page(name, at + AROUND + 1, 2 * AROUND + 1)
+        if not page.messages and page.first_id <= page.last_id:
+            page = await chat.broker.page(name, page.first_id + 2 * AROUND + 1, 2 * AROUND + 1)
+    messages = [json.loads(m) for m in page.messages]
+    rev = page.rev
     users = await chat.presence.users(name)
     me = request[user_key]
     side = await sidebar(request, conversation, title)
@@ -202,8 +217,13 @@ async def conversation_page(
         "messages": messages,
         "users": users,
         "me": me.username,
+        # The newest id the page holds: the socket resumes after it (with ?at=, the
+        # newer ones come in its history frame and, past it, from the history API).
         "last_id": messages[-1]["id"] if messages else 0,
         "rev": rev,
+        "at": at,
+        "has_more_before": page.more_before,  # older held messages: the history API
+        "has_more_after": page.more_after,  # newer ones (with ?at=): the socket's frame
         # Delete others' messages: a superuser anywhere, an owner in their private room.
         "can_moderate": me.is_superuser
         or (conversation.kind == "private" and me.username.lower() == conversation.owner),

@@ -285,14 +285,19 @@ async def _on_text(chat, conn: Connection, data: str, max_length: int) -> None:
         )
     except Unavailable as exc:
         what = "the message" if isinstance(frame, Outgoing) else "the change"
-        chat.send_error(
-            conn,
-            "unavailable",
-            f"Redis did not answer in time: {what} may still be stored, and then it will show up."
-            if exc.maybe_stored
-            else f"{what.capitalize()} was not stored (Redis unavailable).",
-            client_id,
-        )
+        if exc.unreplicated:
+            text = (
+                f"Redis did not confirm {what} on enough replicas in time: it may still be "
+                "stored, and then it will show up."
+            )
+        elif exc.maybe_stored:
+            text = (
+                f"Redis did not answer in time: {what} may still be stored, "
+                "and then it will show up."
+            )
+        else:
+            text = f"{what.capitalize()} was not stored (Redis unavailable)."
+        chat.send_error(conn, "unavailable", text, client_id)
 
 
 _NOT_HELD = {

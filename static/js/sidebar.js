@@ -11,6 +11,8 @@
 // entry already accounts for is not counted again, so the `notify` and the
 // `activity` of one message count once. The room list page has no socket: it
 // asks /api/conversations every few seconds while visible.
+import "./search.js";
+
 const $ = (id) => document.getElementById(id);
 const nav = $("sidebar");
 const POLL_MS = 5000; // the room list page only
