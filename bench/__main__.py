@@ -1,6 +1,7 @@
 """Run the chat benchmarks against chatapp and the baseline; write results and docs.
 
-python -m bench [--quick] [--workloads W1,W2,...] [--target chatapp|baseline|both] [--memcheck]
+python -m bench [--quick] [--workloads W1,W1x,W7,...] [--target chatapp|baseline|both]
+    [--memcheck]
 """
 
 import argparse
@@ -27,11 +28,19 @@ def one_line(result: dict) -> str:
     if "failed" in result:
         return f"FAILED: {result['failed'].splitlines()[0]}"
     lat = result.get("latency_ms") or {}
-    return (
+    line = (
         f"delivered/s={result.get('delivered_per_s')} p99={lat.get('p99')}ms "
         f"lost={result.get('lost')} errors={sum((result.get('errors') or {}).values())} "
         f"kb/socket={result.get('kb_per_socket')} joins/s={result.get('joins_per_s')}"
     )
+    if "updates_lost" in result:
+        line += f" updates lost={result['updates_lost']} dup={result.get('update_duplicates')}"
+    if "worker_cpu_share" in result:
+        line += (
+            f" worker CPU={result['worker_cpu_share']} Redis CPU={result.get('redis_cpu_share')}"
+            f" connected={result.get('connected')}/{result.get('sockets')}"
+        )
+    return line
 
 
 MEMCHECK_S = 300.0  # the issue's memory-growth check: a 5-minute W3
@@ -78,10 +87,12 @@ def main(argv: list[str] | None = None) -> None:
         help=f"also run W3 on chatapp for {MEMCHECK_S:.0f} s and report RSS growth",
     )
     args = parser.parse_args(argv)
-    workloads = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
-    unknown = [w for w in workloads if w not in WORKLOADS]
+    names = {w.upper(): w for w in WORKLOADS}  # W1x or w1x or W1X
+    asked = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
+    unknown = [w for w in asked if w not in names]
     if unknown:
         parser.error(f"unknown workloads {unknown}; choose from {sorted(WORKLOADS)}")
+    workloads = [names[w] for w in asked]
     targets = list(TARGETS) if args.target == "both" else [args.target]
     nofile = raise_nofile()
 

@@ -3,8 +3,8 @@
 from pathlib import Path
 
 TARGETS = ("baseline", "chatapp")
-# Workloads that deliver messages (W6 has a table of its own).
-THROUGHPUT = ("W1", "W2", "W3", "W5")
+# Workloads that deliver messages (W6 and W7 have tables of their own).
+THROUGHPUT = ("W1", "W1x", "W2", "W3", "W5")
 
 HOW_TO_RUN = """\
 ```sh
@@ -13,6 +13,7 @@ python -m bench --quick          # every workload for a few seconds, both target
 python -m bench                  # the full run: about a minute per workload and target
 python -m bench --memcheck       # plus the 5-minute W3 memory-growth check
 python -m bench --workloads W2,W4 --target chatapp
+python -m bench --workloads W1,W1x,W7 --target chatapp   # message actions; a team's day
 python -m bench.report bench/results/latest.json   # re-render docs/ from a results file
 python -m bench.profile W1       # py-spy on the server under W1; prints the hot functions
 python -m bench.loadgen --url http://127.0.0.1:8080 --sockets 50 --senders 2  # ad hoc
@@ -215,6 +216,122 @@ def sidebar_table(run: dict) -> list[str]:
     return rows
 
 
+def actions_table(run: dict) -> list[str]:
+    """W1x beside W1: what message actions cost the fan-out."""
+    w1 = (run["workloads"].get("W1") or {}).get("chatapp")
+    w1x = (run["workloads"].get("W1x") or {}).get("chatapp")
+    if not w1x:
+        return ["W1x was not run."]
+    if "failed" in w1x:
+        return [f"W1x failed: {w1x['failed'].splitlines()[0]}"]
+    rows = [
+        "| workload | frames sent | reactions | edits | delivered/s | of them updates "
+        "| p50 ms | p99 ms | update p99 ms | lost | twice | CPU µs/frame | gen CPU |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for name, res in (("W1", w1), ("W1x", w1x)):
+        if not res or "failed" in res:
+            continue
+        kinds = res.get("frames_sent_by_type") or {}
+        sent = res.get("frames_sent", res.get("sent"))
+        lat = res.get("latency_ms") or {}
+        cells = [
+            _fmt(sent),
+            _fmt(kinds.get("react", 0)),
+            _fmt(kinds.get("edit", 0)),
+            _fmt(res.get("delivered_per_s"), 0),
+            _fmt(res.get("update_frames", 0)),
+            _fmt(lat.get("p50"), 2),
+            _fmt(lat.get("p99"), 2),
+            _fmt(_get(res, "update_latency_ms", "p99"), 2),
+            _fmt(_sum(res, "lost", "updates_lost") if name == "W1x" else res.get("lost")),
+            _fmt(
+                _sum(res, "duplicates", "update_duplicates")
+                if name == "W1x"
+                else res.get("duplicates")
+            ),
+            _fmt(res.get("cpu_us_per_frame"), 2),
+            _fmt(res.get("generator_cpu_util"), 2),
+        ]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    ratio = _div(w1x.get("delivered_per_s"), (w1 or {}).get("delivered_per_s"))
+    if ratio is not None and "failed" not in w1:
+        rows += ["", f"W1x delivered {_x(ratio)} W1's frames per second in this run."]
+    return rows
+
+
+def teamday_lines(run: dict) -> list[str]:
+    """W7: what one worker carries on a team's ordinary day."""
+    res = (run["workloads"].get("W7") or {}).get("chatapp")
+    if not res:
+        return ["W7 was not run."]
+    if "failed" in res:
+        return [f"W7 failed: {res['failed'].splitlines()[0]}"]
+    spec = res.get("spec") or {}
+    frames = res.get("frames_received") or {}
+    lat, upd, typ = (
+        res.get(k) or {} for k in ("latency_ms", "update_latency_ms", "typing_latency_ms")
+    )
+    wall = res.get("wall_s")
+    kinds = ("message", "update", "typing", "presence", "read")
+    received = " / ".join(_fmt(frames.get(k, 0)) for k in kinds)
+    per_person = _div(res.get("sockets"), res.get("users"))
+    lag = res.get("generator_lag_ms") or {}
+    load = " / ".join(_fmt(v, 2) for v in res.get("loadavg_1min") or []) or "–"
+    return [
+        "How many people does one worker carry? Every socket is a different person in its "
+        f"conversation (each person has sockets in {_fmt(per_person, 0)}); in each "
+        f"conversation a message every {_fmt(spec.get('interval'))} s on average "
+        f"(exponential gaps), a `typing` frame {_fmt(spec.get('typing_lead'))} s before it, "
+        f"a 👍 from another member on every {_fmt(spec.get('react_every'))}th, read markers "
+        f"as people read ({_fmt(spec.get('read_probability', 0) * 100, 0)} % of the "
+        "messages a socket receives, at most one per "
+        f"{_fmt(spec.get('read_min_interval'), 0)} s), and "
+        f"{_fmt(spec.get('reconnect_per_min', 0) * 100, 0)} % of the sockets a minute "
+        f"closing and coming back within {_fmt(spec.get('offline'), 0)} s with "
+        "`?after=<last id>&rev=<highest rev>`: across those, each socket must get every "
+        "message exactly once, and see every reaction (live, in the resume's `updates`, or "
+        "in a resumed message's state). Latency is from the send to the frame reaching "
+        "each other member (a resume's history is counted, not timed). CPU is utime + "
+        "stime of the worker and of Redis over the measured phase (heartbeats, presence "
+        "refreshes and the reconnects' joins included).",
+        "",
+        f"{_fmt(res.get('connected'))} of {_fmt(res.get('sockets'))} sockets connected "
+        f"({_fmt(res.get('users'))} people, {_fmt(res.get('conversations'))} conversations of "
+        f"{_fmt(spec.get('members'))}; opened in {_fmt(res.get('connect_s'))} s, "
+        f"{_fmt(res.get('joins_per_s'), 0)} joins/s), one chatapp worker. Measured over "
+        f"{_fmt(wall, 0)} s once all were open: {_fmt(res.get('messages_sent'))} messages "
+        f"({_fmt(res.get('messages_per_s'))}/s) after {_fmt(res.get('typing_sent'))} typing "
+        "frames, "
+        f"{_fmt(res.get('reactions_sent'))} reactions, {_fmt(res.get('reads_sent'))} read "
+        f"markers, {_fmt(res.get('reconnects'))} reconnects with `?after=&rev=` "
+        f"({_fmt(res.get('resumed_messages'))} messages and "
+        f"{_fmt(res.get('resumed_updates'))} changes came in a resume's history).",
+        "",
+        "| measure | this run | goal |",
+        "|---|--:|--:|",
+        f"| worker CPU (share of one core) | {_fmt(res.get('worker_cpu_share'), 3)} | ≤ 0.5 |",
+        f"| Redis CPU (share of one core) | {_fmt(res.get('redis_cpu_share'), 3)} | |",
+        f"| message delivery p50 / p99 / max ms | {_fmt(lat.get('p50'), 2)} / "
+        f"{_fmt(lat.get('p99'), 2)} / {_fmt(lat.get('max'), 2)} | p99 ≤ 50 |",
+        f"| reaction `update` p50 / p99 ms | {_fmt(upd.get('p50'), 2)} / "
+        f"{_fmt(upd.get('p99'), 2)} | |",
+        f"| `typing` p50 / p99 ms | {_fmt(typ.get('p50'), 2)} / {_fmt(typ.get('p99'), 2)} | |",
+        f"| frames received (message, update, typing, presence, read) | {received} | |",
+        f"| lost / twice: messages | {_fmt(res.get('lost'))} / {_fmt(res.get('duplicates'))} "
+        "| 0 / 0 |",
+        f"| lost / twice: reactions | {_fmt(res.get('updates_lost'))} / "
+        f"{_fmt(res.get('update_duplicates'))} | 0 / 0 |",
+        f"| server RSS, all open / end of phase MB | {_fmt(res.get('server_rss_connected_mb'))}"
+        f" / {_fmt(res.get('server_rss_mb'))} | |",
+        f"| generator CPU; its own loop lag p99 / max ms | "
+        f"{_fmt(res.get('generator_cpu_util'), 2)}; {_fmt(lag.get('p99'), 2)} / "
+        f"{_fmt(lag.get('max'), 2)} | |",
+        f"| errors | {_errors(res)} | 0 |",
+        f"| 1-minute load average before / after (2 cores) | {load} | |",
+    ]
+
+
 def search_table(run: dict) -> list[str]:
     """W8: search latency at the documented size, and a scroll-back page's."""
     res = (run["workloads"].get("W8") or {}).get("chatapp")
@@ -352,7 +469,47 @@ def _memcheck(run):
     ]  # fmt: skip
 
 
-TARGETS_CHECKS = {"W1": _w1, "W2": _w2, "W3": _w3, "W4": _w4, "W5": _w5}
+def _w1x(run):
+    app, _ = _pair(run, "W1x")
+    lost = _sum(app, "lost", "updates_lost")
+    dups = _sum(app, "duplicates", "update_duplicates")
+    return [
+        ("W1x", "messages and updates lost", "0", _fmt(lost), lost == 0, ""),
+        ("W1x", "messages and updates twice", "0", _fmt(dups), dups == 0, ""),
+    ]
+
+
+def _w7(run):
+    app, _ = _pair(run, "W7")
+    cpu = app.get("worker_cpu_share")
+    p99 = _get(app, "latency_ms", "p99")
+    lost = _sum(app, "lost", "updates_lost")
+    dups = _sum(app, "duplicates", "update_duplicates")
+    sockets = app.get("sockets")
+    return [
+        ("W7", f"worker CPU, {_fmt(sockets)} sockets", "≤ 0.5 core", _core(cpu),
+         cpu is not None and cpu <= 0.5, _by(cpu, 0.5, " core")),
+        ("W7", "p99 message delivery", "≤ 50 ms", _ms(p99), p99 is not None and p99 <= 50,
+         _by(p99, 50, " ms")),
+        ("W7", "lost across reconnects (messages, reactions)", "0", _fmt(lost), lost == 0, ""),
+        ("W7", "twice across reconnects (messages, reactions)", "0", _fmt(dups), dups == 0, ""),
+    ]  # fmt: skip
+
+
+def _sum(result: dict, *keys: str):
+    values = [result.get(k) for k in keys]
+    return None if any(v is None for v in values) else sum(values)
+
+
+TARGETS_CHECKS = {
+    "W1": _w1,
+    "W1x": _w1x,
+    "W2": _w2,
+    "W3": _w3,
+    "W4": _w4,
+    "W5": _w5,
+    "W7": _w7,
+}
 
 
 def _pair(run: dict, name: str) -> tuple[dict, dict]:
@@ -385,6 +542,10 @@ def _us(v) -> str:
 
 def _ms(v) -> str:
     return "–" if v is None else f"{v:.2f} ms"
+
+
+def _core(v) -> str:
+    return "–" if v is None else f"{v:.3f} core"
 
 
 def _kb(v) -> str:
@@ -620,6 +781,19 @@ def render_markdown(run: dict, png_name: str) -> str:
         "",
         *sidebar_table(run),
         "",
+        "## W1x: message actions beside W1",
+        "",
+        "The W1 shape (1 room, 200 sockets, 5 senders flat out, window 10) where 10 % of "
+        "the frames sent are 👍 reactions on recent messages and 10 % edits of the sender's "
+        "own recent messages. Every socket gets each message as a `message` frame and each "
+        "action as an `update`; both count as delivered, and both are timed from their own "
+        "send (chatapp only: the baseline has no message actions).",
+        "",
+        *actions_table(run),
+        "",
+        "## W7: a day in a team's life",
+        "",
+        *teamday_lines(run),
         "## W8: search and scroll-back",
         "",
         "One person, one request at a time, against histories written straight into the "

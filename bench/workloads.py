@@ -1,4 +1,4 @@
-"""The benchmark workloads W1-W8 and the generator process that runs one of them.
+"""The benchmark workloads W1-W8 (and W1x) and the generator process that runs one of them.
 
     python -m bench.workloads W2 --url http://127.0.0.1:8080 [--quick] \\
         [--server-pids 123] [--redis-pids 456] [--redis-url URL] [--out result.json]
@@ -13,6 +13,7 @@ import secrets
 import sys
 from dataclasses import asdict, dataclass, replace
 
+from bench.actions import ActionsSpec, run_actions
 from bench.loadgen import (
     ChatSpec,
     Member,
@@ -33,6 +34,7 @@ from bench.loadgen import (
 from bench.procstat import Probe, raise_nofile
 from bench.search import SearchSpec, run_search
 from bench.sidebar import SidebarSpec, run_sidebar
+from bench.teamday import TeamDaySpec, run_teamday
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,8 @@ class ChurnSpec:
 @dataclass(frozen=True)
 class Workload:
     title: str
-    full: ChatSpec | IdleSpec | ChurnSpec | SidebarSpec | SearchSpec
-    quick: ChatSpec | IdleSpec | ChurnSpec | SidebarSpec | SearchSpec
+    full: ChatSpec | IdleSpec | ChurnSpec | SidebarSpec | ActionsSpec | TeamDaySpec | SearchSpec
+    quick: ChatSpec | IdleSpec | ChurnSpec | SidebarSpec | ActionsSpec | TeamDaySpec | SearchSpec
     chatapp_only: bool = False  # the baseline has no such feature
 
 
@@ -76,11 +78,15 @@ _W3 = ChatSpec(rooms=50, sockets_per_room=20, senders_per_room=1, rate=5, window
 _W4 = IdleSpec()
 _W5 = ChurnSpec()
 _W6 = SidebarSpec()
+_W1X = ActionsSpec(rooms=1, sockets_per_room=200, senders_per_room=5, window=10, duration=40)
+_W7 = TeamDaySpec()
 _W8 = SearchSpec()
 QUICK_S = 4.0  # send phase of every --quick workload
 WORKLOADS = {
     "W1": Workload("fan-out: 1 room, 200 sockets, 5 senders flat out", _W1,
                    replace(_W1, duration=QUICK_S)),
+    "W1x": Workload("actions: the W1 shape, 20 % of the frames reactions and edits", _W1X,
+                    replace(_W1X, duration=QUICK_S), chatapp_only=True),
     "W2": Workload("latency: 1 room, 500 sockets, 1 sender at 50/s", _W2,
                    replace(_W2, duration=QUICK_S)),
     "W3": Workload("many rooms: 50 rooms x 20 sockets, 5/s per room", _W3,
@@ -91,6 +97,13 @@ WORKLOADS = {
                    replace(_W5, duration=QUICK_S)),
     "W6": Workload("sidebars: 200 people x 20 conversations, 10 busy, mentions", _W6,
                    replace(_W6, people=40, duration=QUICK_S, settle=2.0, drain=2.0),
+                   chatapp_only=True),
+    # Quick: 1,000 sockets, busier (a message per room every 2 s, so that about 75
+    # get a reaction in 15 s), and 20 % of the sockets reconnecting a minute (about
+    # 50 resumes; the full run's 1 % would give 2 or 3 in 15 s).
+    "W7": Workload("a team's day: 10,000 sockets in 500 conversations, one worker", _W7,
+                   replace(_W7, conversations=50, users=200, interval=2.0, typing_lead=0.5,
+                           duration=15.0, settle=2.0, drain=5.0, reconnect_per_min=0.2),
                    chatapp_only=True),
     "W8": Workload("search and scroll-back: 50 rooms x 1,000 held messages", _W8,
                    replace(_W8, conversations=20, messages=200, searches=5, pages=20),
@@ -231,6 +244,10 @@ async def run(
         result = await run_churn(target, spec, probe)
     elif isinstance(spec, SidebarSpec):
         result = await run_sidebar(target, spec, probe)
+    elif isinstance(spec, ActionsSpec):
+        result = await run_actions(target, spec, probe)
+    elif isinstance(spec, TeamDaySpec):
+        result = await run_teamday(target, spec, probe)
     elif isinstance(spec, SearchSpec):
         result = await run_search(target, spec, probe, redis_url)
     else:

@@ -1,7 +1,10 @@
-"""The bench load generator counts deliveries correctly against the baseline server.
+"""The bench load generator counts deliveries correctly against the baseline server,
+and the message-action workloads (W1x, W7) run in --quick mode against chatapp.
 
-Both run as subprocesses from the repository root, the way `python -m bench`
-runs them, so the test needs no import path for `bench/`. No speed is asserted.
+The servers and the generator run as subprocesses from the repository root, the
+way `python -m bench` runs them; the chatapp tests start them through
+`bench.procs`, as the runner does (a private redis-server and one chatapp
+worker). No speed is asserted.
 """
 
 import json
@@ -11,6 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from bench.procs import run_generator, running
 
 from .support import free_port, until_sync
 
@@ -81,3 +86,57 @@ def test_loadgen_counts_a_refused_handshake_as_an_error(baseline_url):
     assert result["connected"] == 0
     assert result["errors"]["connect:HTTP 404"] == 3
     assert result["delivered"] == 0
+
+
+def run_quick(workload: str, log_dir: Path) -> dict:
+    """WORKLOAD in --quick mode on a fresh chatapp worker and Redis, as `python -m bench` does."""
+    with running("chatapp", log_dir) as target:
+        result = run_generator(workload, target, log_dir / f"{workload}.json", quick=True)
+    assert "failed" not in result, result
+    return result
+
+
+def percentiles(latency: dict) -> None:
+    assert latency["count"] > 0
+    assert 0 <= latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["max"]
+
+
+@pytest.mark.multiprocess
+def test_w1x_delivers_every_message_and_update_once(tmp_path):
+    result = run_quick("W1x", tmp_path)
+    assert result["workload"] == "W1x"
+    assert result["connected"] == result["sockets"] == 200
+    kinds = result["frames_sent_by_type"]
+    assert kinds["message"] > 0 and kinds["react"] > 0 and kinds["edit"] > 0
+    assert 0.1 <= result["action_share"] <= 0.3
+    # Every socket got each message and each action's update, once.
+    assert result["delivered"] == result["expected"] + result["updates_expected"]
+    assert result["update_frames"] == result["updates_expected"] > 0
+    assert result["lost"] == result["updates_lost"] == 0
+    assert result["duplicates"] == result["update_duplicates"] == result["gaps"] == 0
+    assert result["errors"] == {}
+    percentiles(result["latency_ms"])
+    percentiles(result["update_latency_ms"])
+    assert result["delivered_per_s"] > 0
+
+
+@pytest.mark.multiprocess
+def test_w7_resumes_miss_nothing_and_repeat_nothing(tmp_path):
+    result = run_quick("W7", tmp_path)
+    assert result["workload"] == "W7"
+    assert result["connected"] == result["sockets"] == 1000
+    assert result["messages_sent"] > 0
+    assert result["messages_stored"] == result["messages_sent"]
+    assert result["reactions_sent"] > 0 and result["reads_sent"] > 0
+    # Sockets did come back with ?after=&rev=, and some missed messages meanwhile.
+    assert result["reconnects"] > 0 and result["resumes"] == result["reconnects"]
+    frames = result["frames_received"]
+    assert frames["message"] > 0 and frames["update"] > 0 and frames["typing"] > 0
+    assert result["lost"] == result["duplicates"] == result["gaps"] == 0
+    assert result["updates_lost"] == result["update_duplicates"] == 0
+    assert result["dropped_sockets"] == 0
+    assert result["errors"] == {}
+    for key in ("latency_ms", "update_latency_ms", "typing_latency_ms"):
+        percentiles(result[key])
+    assert result["worker_cpu_share"] > 0
+    assert result["redis_cpu_share"] >= 0
