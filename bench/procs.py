@@ -64,7 +64,12 @@ class Proc:
             self.popen = subprocess.Popen(
                 argv,
                 cwd=REPO,
-                env={**os.environ, **(env or {})},
+                # The bench alone configures chatapp: a CHATAPP_ variable of the
+                # caller's (CI sets CHATAPP_REQUIRE_BROWSER) is no config key.
+                env={
+                    **{k: v for k, v in os.environ.items() if not k.startswith("CHATAPP_")},
+                    **(env or {}),
+                },
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,

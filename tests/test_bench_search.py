@@ -25,7 +25,7 @@ def app_url(redis_url):
         app.stop()
 
 
-def test_w7_quick_reports_search_and_scroll_back_percentiles(app_url, redis_url):
+def test_w8_quick_reports_search_and_scroll_back_percentiles(app_url, redis_url):
     out = subprocess.run(
         [sys.executable, "-m", "bench.workloads", "W8", "--quick", "--url", app_url,
          "--redis-url", redis_url],
