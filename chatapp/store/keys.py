@@ -111,6 +111,7 @@ class Keys:
             Keys.room_history(room),
             Keys.room_rev(room),
             Keys.room_changes(room),
+            Keys.room_published(room),
         ]
 
     @staticmethod
