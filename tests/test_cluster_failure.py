@@ -190,14 +190,6 @@ def migrate_slot(cluster: LocalCluster, slot: int, source, target) -> None:
                 c.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
 
 
-# A known open bug of issue 17 (the issue stays open for it): in about one run of
-# four, one worker's socket misses messages published while the slot moves and
-# does not get them within 10 s, though the worker re-homed and filled a gap.
-# Reported as xfailed (never as passed) until the re-homing is fixed.
-@pytest.mark.xfail(
-    reason="issue 17: a live reshard can leave one worker's socket short of messages",
-    strict=False,
-)
 async def test_live_reshard_of_a_busy_rooms_slot_loses_and_doubles_nothing(cluster, room, figure):
     with app_pair(cluster.url, **FAST) as (one, two):
         slot = room_slot(cluster, room)

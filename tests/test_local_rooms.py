@@ -18,6 +18,7 @@ from chatapp.chat.hub import Connection, Hub
 from chatapp.chat.local_rooms import LocalRooms
 from chatapp.store.client import make_store
 
+from .support import until
 from .test_hub import FakeSocket, FakeTransport, payloads
 
 
@@ -210,6 +211,38 @@ async def test_gap_fill_after_a_reconnect_delivers_what_was_missed_in_order(worl
     world.arrive()
     await loop_turn()
     assert ids(ann) == [("history", [], False), 1, 2, 3, 4]
+
+
+async def test_a_live_frame_that_skips_ids_waits_for_the_skipped_ones_from_history(world):
+    """On a cluster a moved slot can have messages published where this worker
+    did not listen yet; the next live id then skips them. Nothing is lost and
+    nothing overtakes: the skipped ones come from history first."""
+    ann = await world.join()
+    await world.store("one")
+    world.arrive()
+    await world.store("two")  # published where nobody here listened ...
+    await world.store("three")
+    world.published.clear()
+    await world.store("four")  # ... and the next ones arrive
+    await world.store("five")
+    world.arrive()
+    await until(lambda: len(ids(ann)) == 6, 5, "ann has 1..5")
+    await world.store("six")
+    world.arrive()
+    await loop_turn()
+    assert ids(ann) == [("history", [], False), 1, 2, 3, 4, 5, 6]
+
+
+async def test_a_live_update_that_skips_revs_waits_for_the_skipped_changes(world):
+    await world.store("one")
+    await world.store("two")
+    ann = await world.join()
+    await world.change("react", 1, "👍")
+    world.published.clear()  # lost on the way
+    await world.change("edit", 2, "two, edited")
+    world.arrive()
+    await until(lambda: len(changes(ann)) == 3, 5, "ann has both updates")
+    assert changes(ann) == [("history", 0, []), ("update", 1, 1), ("update", 2, 2)]
 
 
 async def test_redis_that_lost_the_room_makes_its_sockets_start_over(world):

@@ -12,7 +12,12 @@ between history and the live feed:
   and the newcomer gets them in its history frame; their live copies are
   then duplicates. No socket gets a message twice, none misses one.
 - after a reconnect of the subscriber, what was published meanwhile is read
-  from history after `last_id` and delivered in order.
+  from history after `last_id` and delivered in order;
+- ids (and revs) of a room are consecutive, so a live frame that skips some
+  shows frames were missed on the way (on a cluster, a slot that moved had
+  them published on its new owner before this worker subscribed there): it
+  is held back, with every live frame after it, until the skipped ones are
+  read from history and delivered, in order.
 Changes of messages (edit, delete, reaction) get the same treatment through
 the room's change number, `rev`: an `update` frame whose rev is not above
 `rev` is a duplicate; a join or a gap fill reads the held messages changed
@@ -29,7 +34,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from chatapp.chat import frames
 from chatapp.chat.broker import Broker, History
@@ -50,6 +55,9 @@ CATCH_UP_READS = 3
 # closed as slow (1013) because of its own history.
 FIRST_FRAME_MESSAGES = 50
 FIRST_FRAME_BYTES = 1_048_576 // 2
+# Reads of history a skipped id gets before the frames held back for it go out
+# as they are (Redis unreachable meanwhile: the subscriber's own gap fill follows).
+SKIP_FILL_ATTEMPTS = 3
 
 
 class LocalRoom:
@@ -68,6 +76,9 @@ class LocalRoom:
         self.rev = 0  # the newest change number given to this room's sockets
         self._joining = 0  # joins between their first await and their socket's start
         self._dissolve: asyncio.TimerHandle | None = None
+        # Live frames held back while ids a live frame skipped are read from history.
+        self._held_back: list[bytes] | None = None
+        self._filler: asyncio.Task | None = None
         # Sockets elsewhere whose person has this conversation in their sidebar:
         # each new message gets them a small `activity` frame.
         self.watchers: dict[Connection, None] = {}
@@ -154,12 +165,22 @@ class LocalRoom:
         if self._hub.remove(conn) and self.idle:
             self._dissolve_later()
 
-    def deliver(self, data: bytes) -> None:
-        """A frame from the subscriber: to every local socket, unless already given."""
+    def deliver(self, data: bytes, live: bool = True) -> None:
+        """A frame to every local socket, unless already given.
+
+        `live`: from the subscriber; one that skips ids or revs waits, with every
+        live frame after it, for the skipped ones to be read from history.
+        Frames read from history (`live=False`) are consecutive already."""
+        if live and self._held_back is not None:
+            self._held_back.append(data)
+            return
         message_id = frames.message_id(data)
         if message_id is not None:
             if message_id <= self.last_id:
                 return  # given already (history seam or gap fill)
+            if live and message_id > self.last_id + 1 and (self.watchers or self._here()):
+                self._hold_back(data)
+                return
             self.last_id = message_id
             if self.watchers:
                 self._tell_watchers(data, message_id)
@@ -168,6 +189,9 @@ class LocalRoom:
             if rev is not None:
                 if rev <= self.rev:
                     return  # given already (history seam or gap fill)
+                if live and rev > self.rev + 1 and self._here():
+                    self._hold_back(data)
+                    return
                 self.rev = rev
             else:
                 typist = frames.typing_author(data)
@@ -175,6 +199,40 @@ class LocalRoom:
                     self._hub.broadcast_except(self.name, data, typist)
                     return
         self._hub.broadcast(self.name, data)
+
+    def _here(self) -> bool:
+        return self._hub.has_room(self.name)
+
+    def _hold_back(self, data: bytes) -> None:
+        log.info("room %s: a live frame skipped ids; reading them from history", self.name)
+        self._held_back = [data]
+        self._filler = asyncio.get_running_loop().create_task(
+            self._fill_skipped(), name=f"chatapp-fill-{self.name}"
+        )
+
+    async def _fill_skipped(self) -> None:
+        """Deliver what live frames skipped, from history, then the frames held back."""
+        held = None
+        for attempt in range(SKIP_FILL_ATTEMPTS):
+            try:
+                held = await self._broker.history(self.name, self.last_id, self.rev)
+                break
+            except ResponseError as exc:  # this room's keys are broken
+                log.error("room %s: cannot read history to fill a skip: %s", self.name, exc)
+                break
+            except (RedisError, OSError) as exc:
+                log.warning("room %s: reading a skip from history failed: %s", self.name, exc)
+                await asyncio.sleep(0.1 * 2**attempt)  # backoff before the next read
+        waiting, self._held_back = self._held_back or [], None
+        if held is not None:
+            if held.last_id < self.last_id:
+                self._start_over(held)
+            else:
+                self._deliver_held(held)
+        # Still a skip: read again (it makes progress: history holds what was
+        # published); unless history could not be read at all.
+        for data in waiting:
+            self.deliver(data, live=held is not None)
 
     def _tell_watchers(self, data: bytes, message_id: int) -> None:
         author = frames.message_author(data)
@@ -209,10 +267,10 @@ class LocalRoom:
         new messages, then changes of the messages they hold."""
         given = self.last_id
         for data in held.messages:
-            self.deliver(data)
+            self.deliver(data, live=False)
         for change in held.changes:  # in rev order
             if change.id <= given:
-                self.deliver(frames.update_frame(change.rev, change.message))
+                self.deliver(frames.update_frame(change.rev, change.message), live=False)
         # Changes of the messages delivered just now are in them already.
         self.rev = max(self.rev, held.rev)
 
@@ -349,6 +407,8 @@ class LocalRooms:
     def stop(self) -> None:
         for room in self._by_name.values():
             room._cancel_dissolve()
+            if room._filler is not None:
+                room._filler.cancel()
 
     # -- SubscriberListener ----------------------------------------------------------
 
