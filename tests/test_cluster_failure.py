@@ -190,8 +190,13 @@ def migrate_slot(cluster: LocalCluster, slot: int, source, target) -> None:
                 c.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
 
 
-async def test_live_reshard_of_a_busy_rooms_slot_loses_and_doubles_nothing(cluster, room, figure):
-    with app_pair(cluster.url, **FAST) as (one, two):
+# wait_replicas 1: the sender's own EVALSHA + WAIT follows -ASK / -TRYAGAIN itself.
+@pytest.mark.parametrize("wait_replicas", ["0", "1"])
+async def test_live_reshard_of_a_busy_rooms_slot_loses_and_doubles_nothing(
+    cluster, room, figure, wait_replicas
+):
+    env = dict(FAST, CHATAPP_REDIS_WAIT_REPLICAS=wait_replicas)
+    with app_pair(cluster.url, **env) as (one, two):
         slot = room_slot(cluster, room)
         source = cluster.owner(slot)
         target = next(n for n in cluster.primaries() if n.port != source.port)
@@ -204,7 +209,7 @@ async def test_live_reshard_of_a_busy_rooms_slot_loses_and_doubles_nothing(clust
             b = Recorder(await ben.join(room))
             c = Recorder(await cat.join(room))
             acked: list[int] = []
-            sent = 0
+            sent = refused = 0
             migrated = None
             after_move = 0  # acknowledged once the slot has its new owner
             while len(acked) < 400 or migrated is None or after_move < 50:
@@ -216,13 +221,17 @@ async def test_live_reshard_of_a_busy_rooms_slot_loses_and_doubles_nothing(clust
                 if answer["type"] == "message":
                     acked.append(answer["id"])
                     after_move += bool(migrated is not None and migrated.done())
+                else:  # the slot moving: a clean refusal to send again, never a loss
+                    assert answer["code"] == "unavailable", answer
+                    refused += 1
                 if len(acked) == 150 and migrated is None:
                     migrated = asyncio.get_running_loop().run_in_executor(
                         None, migrate_slot, cluster, slot, source, target
                     )
             await migrated
             assert cluster.owner(slot).port == target.port
-            figure("messages sent across the reshard", len(acked))
+            figure(f"messages sent across the reshard (wait_replicas {wait_replicas})", len(acked))
+            figure(f"sends refused while the slot moved (wait_replicas {wait_replicas})", refused)
             for rec, who in ((a, "ann"), (b, "ben"), (c, "cat")):
                 await until(lambda r=rec: len(r.ids) >= len(acked), 10, f"{who} has every id")
                 assert_consecutive(rec.ids, who)

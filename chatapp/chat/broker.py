@@ -10,6 +10,7 @@ Subscribing is `chat.subscriber`'s job.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -293,6 +294,11 @@ class TooManyReactions(Exception):
 
 _REFUSALS = {-1: RateLimited, -2: NotHeld, -3: Forbidden, -4: TooManyReactions}
 MAX_REACTIONS = 20  # different emoji on one message
+# The WAIT sender's attempts while a room's slot moves (-MOVED, -ASK, -TRYAGAIN
+# during a migration, CLUSTERDOWN during a failover), and its first backoff:
+# doubling, about 2.5 s in all, so a live reshard (milliseconds) refuses nothing.
+SLOT_MOVE_ATTEMPTS = 8
+SLOT_MOVE_BACKOFF = 0.02
 LISTING_EVERY = 1.0  # seconds between refreshes of a room's activity time, per worker
 
 
@@ -475,7 +481,7 @@ class Broker:
         rc = self._redis
         script = self._append_quiet
         asking = None
-        for _ in range(8):
+        for attempt in range(SLOT_MOVE_ATTEMPTS):
             node = asking or rc.get_node_from_key(keys[0])
             commands = [("EVALSHA", script.sha, len(keys), *keys, *args)]
             if asking is not None:
@@ -505,6 +511,8 @@ class Broker:
             elif isinstance(stored, AskError):
                 asking = rc.get_node(host=stored.host, port=stored.port)
             elif isinstance(stored, MovedError | TryAgainError | ClusterDownError):
+                if not isinstance(stored, MovedError):  # mid-migration or mid-failover
+                    await asyncio.sleep(SLOT_MOVE_BACKOFF * 2**attempt)
                 await rc.nodes_manager.initialize()  # the slot map now
             elif isinstance(stored, ResponseError):
                 raise Unavailable(str(stored))
