@@ -64,6 +64,10 @@ class ClusterNode:
                 str(self.dir / "nodes.conf"),
                 "--cluster-node-timeout",
                 str(NODE_TIMEOUT_MS),
+                # Redis 7 waits 5 s for more replicas before a first full sync; a
+                # replica that never synced cannot be promoted.
+                "--repl-diskless-sync-delay",
+                "0",
                 "--appendonly",
                 "no",
                 "--save",
@@ -152,7 +156,8 @@ class LocalCluster:
         return self
 
     def wait_ok(self, timeout: float = 30) -> None:
-        """Until every live node says cluster_state:ok with all replicas attached."""
+        """Until every live node says cluster_state:ok and every live replica is in
+        sync with its primary (only a replica that synced can be promoted)."""
 
         def ok() -> bool:
             for node in self.nodes:
@@ -162,7 +167,13 @@ class LocalCluster:
                     with node.client(socket_timeout=1) as c:
                         if b"cluster_state:ok" not in c.execute_command("CLUSTER", "INFO"):
                             return False
+                        replication = c.info("replication")
                 except redis.RedisError:
+                    return False
+                if replication.get("role") == "slave" and (
+                    replication.get("master_link_status") != "up"
+                    or replication.get("master_sync_in_progress")
+                ):
                     return False
             return True
 

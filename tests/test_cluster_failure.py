@@ -49,6 +49,7 @@ class Recorder:
         self.arrived: list[float] = []  # monotonic time of each message
         self.by_client: dict[str, dict] = {}
         self.errors: dict[str, dict] = {}
+        self.histories = 0  # history frames: more than one means the room started over
         self.changed = asyncio.Event()
         self.closed = False
         self.task = asyncio.create_task(self._read())
@@ -56,6 +57,7 @@ class Recorder:
     async def _read(self) -> None:
         async for frame in self.sock.frames():
             if frame["type"] == "history":
+                self.histories += 1
                 for m in frame["messages"]:
                     self._message(m)
             elif frame["type"] == "message":
@@ -167,6 +169,122 @@ async def test_primary_sigkill_with_wait_replicas_1_loses_no_acknowledged_messag
             await a.stop()
             await b.stop()
         assert one.running() and two.running()
+
+
+async def test_primary_sigkill_with_wait_replicas_0_keeps_sockets_and_resumes_fan_out(
+    cluster, room, figure
+):
+    """The default, asynchronous replication: the room's primary is SIGKILLed
+    and not brought back. Its replica is promoted; the sockets stay open, sends
+    meanwhile are refused cleanly (`unavailable`), fan-out resumes within the
+    bound, and nobody gets a message twice. An acknowledged message can be lost
+    here (the replica may lag by a few): the figure says how many were."""
+    with app_pair(cluster.url, **FAST) as (one, two):
+        primary = cluster.owner(room_slot(cluster, room))
+        async with Client(one.url, "ann") as ann, Client(two.url, "ben") as ben:
+            a = Recorder(await ann.join(room))
+            b = Recorder(await ben.join(room))
+            acked: list[int] = []
+            refused = 0
+            killed_at = None
+            i = 0
+            async with asyncio.timeout(120):
+                while len(acked) < 500:
+                    client_id = f"c{i}"
+                    i += 1
+                    await a.sock.send(f"m{i}", client_id=client_id)
+                    answer = await a.answer(client_id)
+                    if answer["type"] == "message":
+                        acked.append(answer["id"])
+                    else:
+                        assert answer["code"] == "unavailable", answer
+                        refused += 1
+                    if len(acked) == 250 and killed_at is None:
+                        killed_at = time.monotonic()
+                        primary.kill()  # SIGKILL; it stays down
+            assert cluster.owner(room_slot(cluster, room)).port != primary.port
+            # The first message acknowledged after the kill reaching ben.
+            first_after = next(mid for mid in acked[250:] if mid not in acked[:250])
+            await until(lambda: first_after in b.ids, FAILOVER_BOUND, "fan-out resumed")
+            resumed = b.arrived[b.ids.index(first_after)]
+            figure(
+                "wait_replicas 0: fan-out resumed after the SIGKILL (s)",
+                round(resumed - killed_at, 2),
+            )
+            figure("wait_replicas 0: sends answered unavailable meanwhile", refused)
+            assert resumed - killed_at < FAILOVER_BOUND
+            await until(lambda: set(acked[250:]) <= set(b.ids), 10, "ben has the later ids")
+            assert not a.closed and not b.closed
+            if b.histories == 1:  # the replica had every message: no start-over
+                assert len(b.ids) == len(set(b.ids)), "a message delivered twice"
+                assert b.ids == sorted(b.ids)
+            async with Client(two.url, "cat") as cat:
+                late = await cat.join(room)
+                history = await late.next("history", timeout=10)
+                older = await held_before(cat, room, history, since=0)
+                held = {m["id"] for m in older + history["messages"]}
+                lost = len(set(acked) - held)
+                figure("wait_replicas 0: acknowledged messages lost in the failover", lost)
+            await a.stop()
+            await b.stop()
+        assert one.running() and two.running()
+
+
+async def test_two_replicas_per_primary_stay_writable_with_wait_replicas_1(room, figure):
+    """What the README advises for wait_replicas 1: two replicas per primary. The
+    room's primary is SIGKILLed and stays down; one replica is promoted and the
+    other follows it, so `WAIT 1` succeeds again without the old primary: sends
+    are acknowledged again within the bound, and none acknowledged is lost."""
+    cluster = LocalCluster(replicas=2).start()
+    try:
+        env = dict(FAST, CHATAPP_REDIS_WAIT_REPLICAS="1", CHATAPP_REDIS_WAIT_TIMEOUT="0.3")
+        with app_pair(cluster.url, **env) as (one, two):
+            primary = cluster.owner(room_slot(cluster, room))
+            async with Client(one.url, "ann") as ann, Client(two.url, "ben") as ben:
+                a = Recorder(await ann.join(room))
+                b = Recorder(await ben.join(room))
+                acked: list[int] = []
+                refused = 0
+                killed_at = acked_again_at = None
+                i = 0
+                async with asyncio.timeout(120):
+                    while len(acked) < 400:
+                        client_id = f"c{i}"
+                        i += 1
+                        await a.sock.send(f"m{i}", client_id=client_id)
+                        answer = await a.answer(client_id)
+                        if answer["type"] == "message":
+                            acked.append(answer["id"])
+                            if killed_at and acked_again_at is None:
+                                acked_again_at = time.monotonic()
+                        else:
+                            assert answer["code"] == "unavailable", answer
+                            refused += 1
+                        if len(acked) == 200 and killed_at is None:
+                            killed_at = time.monotonic()
+                            primary.kill()  # SIGKILL; it stays down
+                assert not primary.alive()
+                figure(
+                    "two replicas: sends acknowledged again after the SIGKILL (s)",
+                    round(acked_again_at - killed_at, 2),
+                )
+                figure("two replicas: sends answered unavailable meanwhile", refused)
+                assert acked_again_at - killed_at < FAILOVER_BOUND
+                await until(lambda: set(acked) <= set(b.ids), 10, "ben has every acked id")
+                assert not a.closed and not b.closed
+                async with Client(two.url, "cat") as cat:
+                    late = await cat.join(room)
+                    history = await late.next("history", timeout=10)
+                    older = await held_before(cat, room, history, since=0)
+                    held = {m["id"] for m in older + history["messages"]}
+                    missing = sorted(set(acked) - held)
+                    figure("two replicas: acknowledged messages missing from history", len(missing))
+                    assert missing == []
+                await a.stop()
+                await b.stop()
+            assert one.running() and two.running()
+    finally:
+        cluster.cleanup()
 
 
 def migrate_slot(cluster: LocalCluster, slot: int, source, target) -> None:
