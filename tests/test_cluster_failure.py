@@ -6,6 +6,7 @@ migrated live to another primary. Each test starts its own cluster.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -98,6 +99,54 @@ def assert_consecutive(ids: list[int], what: str) -> None:
     assert ids == list(range(1, len(ids) + 1)), f"{what}: ids not consecutive: {ids[:5]}..."
 
 
+class Sends:
+    """Sends one at a time, each awaited: acknowledged ids, and clean refusals
+    (`unavailable`, sent again by a person; never anything else)."""
+
+    def __init__(self, *senders: Recorder) -> None:
+        self.senders = senders  # taken in turn
+        self.acked: list[int] = []
+        self.refused = 0
+        self.sent = 0
+
+    async def send(self) -> bool:
+        """Send the next message; True when it was acknowledged."""
+        sender = self.senders[self.sent % len(self.senders)]
+        self.sent += 1
+        client_id = f"c{self.sent}"
+        await sender.sock.send(f"m{self.sent}", client_id=client_id)
+        answer = await sender.answer(client_id)
+        if answer["type"] == "message":
+            self.acked.append(answer["id"])
+            return True
+        assert answer["code"] == "unavailable", answer
+        self.refused += 1
+        return False
+
+
+@contextlib.asynccontextmanager
+async def ann_and_ben(url: str, room: str, **env: str):
+    """Two app processes; ann on the first and ben on the second, in `room`,
+    each socket recorded. Afterwards both processes must still be running."""
+    with app_pair(url, **env) as (one, two):
+        async with Client(one.url, "ann") as ann, Client(two.url, "ben") as ben:
+            a = Recorder(await ann.join(room))
+            b = Recorder(await ben.join(room))
+            yield two, a, b
+            await a.stop()
+            await b.stop()
+        assert one.running() and two.running()
+
+
+async def held_ids(url: str, room: str) -> list[int]:
+    """Every id a late joiner finds held: its first frame, then the history API."""
+    async with Client(url, "cat") as cat:
+        late = await cat.join(room)
+        history = await late.next("history", timeout=10)
+        older = await held_before(cat, room, history, since=0)
+        return [m["id"] for m in older + history["messages"]]
+
+
 async def test_primary_sigkill_with_wait_replicas_1_loses_no_acknowledged_message(
     cluster, room, figure
 ):
@@ -107,68 +156,46 @@ async def test_primary_sigkill_with_wait_replicas_1_loses_no_acknowledged_messag
     replica) the new primary has no replica, so `WAIT 1` cannot succeed and
     sends answer `unavailable` promptly. Then fan-out resumes."""
     env = dict(FAST, CHATAPP_REDIS_WAIT_REPLICAS="1", CHATAPP_REDIS_WAIT_TIMEOUT="0.3")
-    with app_pair(cluster.url, **env) as (one, two):
-        primary = cluster.owner(room_slot(cluster, room))
-        async with Client(one.url, "ann") as ann, Client(two.url, "ben") as ben:
-            a = Recorder(await ann.join(room))
-            b = Recorder(await ben.join(room))
-            acked: list[int] = []
-            refused = 0
-            killed_at = promoted_at = None
-            before = 0
-            i = 0
-            async with asyncio.timeout(120):
-                while len(acked) < 600:
-                    client_id = f"c{i}"
-                    i += 1
-                    await a.sock.send(f"m{i}", client_id=client_id)
-                    answer = await a.answer(client_id)
-                    if answer["type"] == "message":
-                        acked.append(answer["id"])
-                    else:
-                        assert answer["code"] == "unavailable", answer
-                        refused += 1
-                    if len(acked) == 300 and killed_at is None:
-                        before = len(b.ids)
-                        killed_at = time.monotonic()
-                        primary.kill()  # SIGKILL, mid-chat
-                    elif (
-                        killed_at
-                        and promoted_at is None
-                        and cluster.owner(room_slot(cluster, room)).port != primary.port
-                    ):
-                        promoted_at = time.monotonic()
-                        primary.start()  # back, as the new primary's replica
-            # Fan-out resumed: the first message published after the kill reaching ben.
-            resumed = next(
-                t
-                for t, mid in zip(b.arrived[before:], b.ids[before:], strict=True)
-                if mid > acked[299]
-            )
-            figure("replica promoted after the SIGKILL (s)", round(promoted_at - killed_at, 2))
-            figure("fan-out resumed after the SIGKILL (s)", round(resumed - killed_at, 2))
-            figure("messages acknowledged", len(acked))
-            figure("sends answered unavailable meanwhile", refused)
-            assert resumed - killed_at < FAILOVER_BOUND
-            # Every acknowledged message is in a late joiner's history.
-            async with Client(two.url, "cat") as cat:
-                late = await cat.join(room)
-                history = await late.next("history", timeout=10)
-                # The frame holds the newest few; the history API the rest.
-                older = await held_before(cat, room, history, since=0)
-                held = [m["id"] for m in older + history["messages"]]
-                missing = sorted(set(acked) - set(held))
-                figure("acknowledged messages missing from history", len(missing))
-                assert missing == []
-                assert_consecutive(held, "history")
-            # Both sockets stayed open; ben got every acknowledged id, once, in order.
-            assert not a.closed and not b.closed
-            await until(lambda: set(acked) <= set(b.ids), 10, "ben has every acked id")
-            assert len(b.ids) == len(set(b.ids)), "a message delivered twice"
-            assert b.ids == sorted(b.ids)
-            await a.stop()
-            await b.stop()
-        assert one.running() and two.running()
+    primary = cluster.owner(room_slot(cluster, room))
+    async with ann_and_ben(cluster.url, room, **env) as (two, a, b):
+        sends = Sends(a)
+        acked = sends.acked
+        killed_at = promoted_at = None
+        before = 0
+        async with asyncio.timeout(120):
+            while len(acked) < 600:
+                await sends.send()
+                if len(acked) == 300 and killed_at is None:
+                    before = len(b.ids)
+                    killed_at = time.monotonic()
+                    primary.kill()  # SIGKILL, mid-chat
+                elif (
+                    killed_at
+                    and promoted_at is None
+                    and cluster.owner(room_slot(cluster, room)).port != primary.port
+                ):
+                    promoted_at = time.monotonic()
+                    primary.start()  # back, as the new primary's replica
+        # Fan-out resumed: the first message published after the kill reaching ben.
+        resumed = next(
+            t for t, mid in zip(b.arrived[before:], b.ids[before:], strict=True) if mid > acked[299]
+        )
+        figure("replica promoted after the SIGKILL (s)", round(promoted_at - killed_at, 2))
+        figure("fan-out resumed after the SIGKILL (s)", round(resumed - killed_at, 2))
+        figure("messages acknowledged", len(acked))
+        figure("sends answered unavailable meanwhile", sends.refused)
+        assert resumed - killed_at < FAILOVER_BOUND
+        # Every acknowledged message is in a late joiner's history.
+        held = await held_ids(two.url, room)
+        missing = sorted(set(acked) - set(held))
+        figure("acknowledged messages missing from history", len(missing))
+        assert missing == []
+        assert_consecutive(held, "history")
+        # Both sockets stayed open; ben got every acknowledged id, once, in order.
+        assert not a.closed and not b.closed
+        await until(lambda: set(acked) <= set(b.ids), 10, "ben has every acked id")
+        assert len(b.ids) == len(set(b.ids)), "a message delivered twice"
+        assert b.ids == sorted(b.ids)
 
 
 async def test_primary_sigkill_with_wait_replicas_0_keeps_sockets_and_resumes_fan_out(
@@ -179,55 +206,35 @@ async def test_primary_sigkill_with_wait_replicas_0_keeps_sockets_and_resumes_fa
     meanwhile are refused cleanly (`unavailable`), fan-out resumes within the
     bound, and nobody gets a message twice. An acknowledged message can be lost
     here (the replica may lag by a few): the figure says how many were."""
-    with app_pair(cluster.url, **FAST) as (one, two):
-        primary = cluster.owner(room_slot(cluster, room))
-        async with Client(one.url, "ann") as ann, Client(two.url, "ben") as ben:
-            a = Recorder(await ann.join(room))
-            b = Recorder(await ben.join(room))
-            acked: list[int] = []
-            refused = 0
-            killed_at = None
-            i = 0
-            async with asyncio.timeout(120):
-                while len(acked) < 500:
-                    client_id = f"c{i}"
-                    i += 1
-                    await a.sock.send(f"m{i}", client_id=client_id)
-                    answer = await a.answer(client_id)
-                    if answer["type"] == "message":
-                        acked.append(answer["id"])
-                    else:
-                        assert answer["code"] == "unavailable", answer
-                        refused += 1
-                    if len(acked) == 250 and killed_at is None:
-                        killed_at = time.monotonic()
-                        primary.kill()  # SIGKILL; it stays down
-            assert cluster.owner(room_slot(cluster, room)).port != primary.port
-            # The first message acknowledged after the kill reaching ben.
-            first_after = next(mid for mid in acked[250:] if mid not in acked[:250])
-            await until(lambda: first_after in b.ids, FAILOVER_BOUND, "fan-out resumed")
-            resumed = b.arrived[b.ids.index(first_after)]
-            figure(
-                "wait_replicas 0: fan-out resumed after the SIGKILL (s)",
-                round(resumed - killed_at, 2),
-            )
-            figure("wait_replicas 0: sends answered unavailable meanwhile", refused)
-            assert resumed - killed_at < FAILOVER_BOUND
-            await until(lambda: set(acked[250:]) <= set(b.ids), 10, "ben has the later ids")
-            assert not a.closed and not b.closed
-            if b.histories == 1:  # the replica had every message: no start-over
-                assert len(b.ids) == len(set(b.ids)), "a message delivered twice"
-                assert b.ids == sorted(b.ids)
-            async with Client(two.url, "cat") as cat:
-                late = await cat.join(room)
-                history = await late.next("history", timeout=10)
-                older = await held_before(cat, room, history, since=0)
-                held = {m["id"] for m in older + history["messages"]}
-                lost = len(set(acked) - held)
-                figure("wait_replicas 0: acknowledged messages lost in the failover", lost)
-            await a.stop()
-            await b.stop()
-        assert one.running() and two.running()
+    primary = cluster.owner(room_slot(cluster, room))
+    async with ann_and_ben(cluster.url, room, **FAST) as (two, a, b):
+        sends = Sends(a)
+        acked = sends.acked
+        killed_at = None
+        async with asyncio.timeout(120):
+            while len(acked) < 500:
+                await sends.send()
+                if len(acked) == 250 and killed_at is None:
+                    killed_at = time.monotonic()
+                    primary.kill()  # SIGKILL; it stays down
+        assert cluster.owner(room_slot(cluster, room)).port != primary.port
+        # The first message acknowledged after the kill reaching ben.
+        first_after = next(mid for mid in acked[250:] if mid not in acked[:250])
+        await until(lambda: first_after in b.ids, FAILOVER_BOUND, "fan-out resumed")
+        resumed = b.arrived[b.ids.index(first_after)]
+        figure(
+            "wait_replicas 0: fan-out resumed after the SIGKILL (s)",
+            round(resumed - killed_at, 2),
+        )
+        figure("wait_replicas 0: sends answered unavailable meanwhile", sends.refused)
+        assert resumed - killed_at < FAILOVER_BOUND
+        await until(lambda: set(acked[250:]) <= set(b.ids), 10, "ben has the later ids")
+        assert not a.closed and not b.closed
+        if b.histories == 1:  # the replica had every message: no start-over
+            assert len(b.ids) == len(set(b.ids)), "a message delivered twice"
+            assert b.ids == sorted(b.ids)
+        lost = len(set(acked) - set(await held_ids(two.url, room)))
+        figure("wait_replicas 0: acknowledged messages lost in the failover", lost)
 
 
 async def test_two_replicas_per_primary_stay_writable_with_wait_replicas_1(room, figure):
@@ -238,51 +245,30 @@ async def test_two_replicas_per_primary_stay_writable_with_wait_replicas_1(room,
     cluster = LocalCluster(replicas=2).start()
     try:
         env = dict(FAST, CHATAPP_REDIS_WAIT_REPLICAS="1", CHATAPP_REDIS_WAIT_TIMEOUT="0.3")
-        with app_pair(cluster.url, **env) as (one, two):
-            primary = cluster.owner(room_slot(cluster, room))
-            async with Client(one.url, "ann") as ann, Client(two.url, "ben") as ben:
-                a = Recorder(await ann.join(room))
-                b = Recorder(await ben.join(room))
-                acked: list[int] = []
-                refused = 0
-                killed_at = acked_again_at = None
-                i = 0
-                async with asyncio.timeout(120):
-                    while len(acked) < 400:
-                        client_id = f"c{i}"
-                        i += 1
-                        await a.sock.send(f"m{i}", client_id=client_id)
-                        answer = await a.answer(client_id)
-                        if answer["type"] == "message":
-                            acked.append(answer["id"])
-                            if killed_at and acked_again_at is None:
-                                acked_again_at = time.monotonic()
-                        else:
-                            assert answer["code"] == "unavailable", answer
-                            refused += 1
-                        if len(acked) == 200 and killed_at is None:
-                            killed_at = time.monotonic()
-                            primary.kill()  # SIGKILL; it stays down
-                assert not primary.alive()
-                figure(
-                    "two replicas: sends acknowledged again after the SIGKILL (s)",
-                    round(acked_again_at - killed_at, 2),
-                )
-                figure("two replicas: sends answered unavailable meanwhile", refused)
-                assert acked_again_at - killed_at < FAILOVER_BOUND
-                await until(lambda: set(acked) <= set(b.ids), 10, "ben has every acked id")
-                assert not a.closed and not b.closed
-                async with Client(two.url, "cat") as cat:
-                    late = await cat.join(room)
-                    history = await late.next("history", timeout=10)
-                    older = await held_before(cat, room, history, since=0)
-                    held = {m["id"] for m in older + history["messages"]}
-                    missing = sorted(set(acked) - held)
-                    figure("two replicas: acknowledged messages missing from history", len(missing))
-                    assert missing == []
-                await a.stop()
-                await b.stop()
-            assert one.running() and two.running()
+        primary = cluster.owner(room_slot(cluster, room))
+        async with ann_and_ben(cluster.url, room, **env) as (two, a, b):
+            sends = Sends(a)
+            acked = sends.acked
+            killed_at = acked_again_at = None
+            async with asyncio.timeout(120):
+                while len(acked) < 400:
+                    if await sends.send() and killed_at and acked_again_at is None:
+                        acked_again_at = time.monotonic()
+                    if len(acked) == 200 and killed_at is None:
+                        killed_at = time.monotonic()
+                        primary.kill()  # SIGKILL; it stays down
+            assert not primary.alive()
+            figure(
+                "two replicas: sends acknowledged again after the SIGKILL (s)",
+                round(acked_again_at - killed_at, 2),
+            )
+            figure("two replicas: sends answered unavailable meanwhile", sends.refused)
+            assert acked_again_at - killed_at < FAILOVER_BOUND
+            await until(lambda: set(acked) <= set(b.ids), 10, "ben has every acked id")
+            assert not a.closed and not b.closed
+            missing = sorted(set(acked) - set(await held_ids(two.url, room)))
+            figure("two replicas: acknowledged messages missing from history", len(missing))
+            assert missing == []
     finally:
         cluster.cleanup()
 
@@ -326,22 +312,14 @@ async def test_live_reshard_of_a_busy_rooms_slot_loses_and_doubles_nothing(
             a = Recorder(await ann.join(room))
             b = Recorder(await ben.join(room))
             c = Recorder(await cat.join(room))
-            acked: list[int] = []
-            sent = refused = 0
+            sends = Sends(a, b)
+            acked = sends.acked
             migrated = None
             after_move = 0  # acknowledged once the slot has its new owner
             while len(acked) < 400 or migrated is None or after_move < 50:
-                sender = (a, b)[sent % 2]
-                client_id = f"c{sent}"
-                sent += 1
-                await sender.sock.send(f"m{sent}", client_id=client_id)
-                answer = await sender.answer(client_id)
-                if answer["type"] == "message":
-                    acked.append(answer["id"])
+                # A refusal while the slot moves is clean (sent again), never a loss.
+                if await sends.send():
                     after_move += bool(migrated is not None and migrated.done())
-                else:  # the slot moving: a clean refusal to send again, never a loss
-                    assert answer["code"] == "unavailable", answer
-                    refused += 1
                 if len(acked) == 150 and migrated is None:
                     migrated = asyncio.get_running_loop().run_in_executor(
                         None, migrate_slot, cluster, slot, source, target
@@ -349,7 +327,9 @@ async def test_live_reshard_of_a_busy_rooms_slot_loses_and_doubles_nothing(
             await migrated
             assert cluster.owner(slot).port == target.port
             figure(f"messages sent across the reshard (wait_replicas {wait_replicas})", len(acked))
-            figure(f"sends refused while the slot moved (wait_replicas {wait_replicas})", refused)
+            figure(
+                f"sends refused while the slot moved (wait_replicas {wait_replicas})", sends.refused
+            )
             for rec, who in ((a, "ann"), (b, "ben"), (c, "cat")):
                 await until(lambda r=rec: len(r.ids) >= len(acked), 10, f"{who} has every id")
                 assert_consecutive(rec.ids, who)
