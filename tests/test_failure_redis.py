@@ -392,7 +392,7 @@ async def test_silently_dead_subscriber_connection_is_noticed_by_ping(figure):
             for f in (deaf, talker):
                 await f.stop()
         assert resumed < bound, f"heard again {resumed:.2f} s after the connection died"
-        assert "no answer on the subscriber connection" in a.log()
+        assert "no answer from the subscriber connection" in a.log()
         assert "subscriber reconnected; resubscribed 1 room(s)" in a.log()
         assert_clean_log(a, b)
         figure("seconds from silent death to delivery again", resumed)

@@ -42,15 +42,14 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import ConnectionPool
 from redis.backoff import NoBackoff
-from redis.exceptions import MovedError, RedisError
+from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from chatapp.chat import control
 from chatapp.chat.subscriber import (
     CONFIRM_TIMEOUT,
-    SUBSCRIBER_PING_AFTER,
-    SUBSCRIBER_PONG_TIMEOUT,
     SubscriberListener,
+    hand_control,
+    messages,
 )
 from chatapp.store.keys import Keys
 from chatapp.tasks import cancel_and_wait
@@ -198,30 +197,10 @@ class ClusterSubscriber:
 
     async def _read_shard(self, shard: _Shard) -> None:
         """Deliver what one shard connection brings, until it fails."""
-        pubsub = shard.pubsub
-        clock = asyncio.get_running_loop().time
-        heard, pinged = clock(), False
         try:
-            while True:
-                try:
-                    message = await pubsub.get_message(timeout=1.0)
-                except MovedError as exc:  # an SSUBSCRIBE went to a stale owner
-                    self._slot_moved(shard, exc.slot_id)
-                    continue
-                if message is None:
-                    silent = clock() - heard
-                    if silent > SUBSCRIBER_PING_AFTER + SUBSCRIBER_PONG_TIMEOUT:
-                        raise ConnectionError(f"no answer from {shard.name} for {silent:.0f} s")
-                    if silent > SUBSCRIBER_PING_AFTER and not pinged:
-                        pinged = True
-                        await asyncio.wait_for(pubsub.ping(), SUBSCRIBER_PONG_TIMEOUT)
-                    continue
-                heard, pinged = clock(), False
-                kind = message["type"]
-                channel = message["channel"]
-                channel = channel.decode() if isinstance(channel, bytes) else channel
+            async for kind, channel, data in messages(shard.pubsub, shard.name):
                 if kind == "smessage":
-                    self._listener.room_frame(Keys.room_of_channel(channel), message["data"])
+                    self._listener.room_frame(Keys.room_of_channel(channel), data)
                 elif kind == "ssubscribe":
                     waiter = self._confirmed.get(channel)
                     if waiter is not None and not waiter.done():
@@ -229,6 +208,8 @@ class ClusterSubscriber:
                     self._changed.set()
                 elif kind == "sunsubscribe":
                     self._sunsubscribed(shard, channel)
+                elif kind == "moved":
+                    self._slot_moved(shard, data)
         except asyncio.CancelledError:
             raise
         except (RedisError, OSError, TimeoutError) as exc:
@@ -397,24 +378,6 @@ class ClusterSubscriber:
                         pass
 
     async def _read_control(self, pubsub: PubSub, name: str) -> None:
-        clock = asyncio.get_running_loop().time
-        heard, pinged = clock(), False
-        while True:
-            message = await pubsub.get_message(timeout=1.0)
-            if message is None:
-                silent = clock() - heard
-                if silent > SUBSCRIBER_PING_AFTER + SUBSCRIBER_PONG_TIMEOUT:
-                    raise ConnectionError(f"no answer from {name} for {silent:.0f} s")
-                if silent > SUBSCRIBER_PING_AFTER and not pinged:
-                    pinged = True
-                    await asyncio.wait_for(pubsub.ping(), SUBSCRIBER_PONG_TIMEOUT)
-                continue
-            heard, pinged = clock(), False
-            if message["type"] != "message":
-                continue
-            try:
-                event = control.decode(message["data"])
-            except control.BadControlEvent as exc:
-                log.warning("ignored %s", exc)
-                continue
-            self._listener.control(event)
+        async for kind, _channel, data in messages(pubsub, name):
+            if kind == "message":
+                hand_control(self._listener, data)

@@ -16,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.asyncio.client import PubSub
+from redis.exceptions import MovedError, RedisError
 
 from chatapp.chat import control
 from chatapp.store.keys import Keys
@@ -46,6 +48,46 @@ class SubscriberListener(Protocol):
 
     async def resubscribed(self, lost: bool) -> None:
         """The connection was reopened; `lost`: Redis lost its data meanwhile."""
+
+
+async def messages(pubsub: PubSub, name: str) -> AsyncIterator[tuple[str, str, object]]:
+    """(type, channel, data) of each message a subscriber connection brings, forever.
+
+    After SUBSCRIBER_PING_AFTER seconds of silence it sends a PING of its own;
+    no answer within SUBSCRIBER_PONG_TIMEOUT raises ConnectionError (redis-py's
+    health check pings but never waits for the answer). A `-MOVED` answer to a
+    shard subscription comes as ("moved", "", slot).
+    """
+    clock = asyncio.get_running_loop().time
+    heard, pinged = clock(), False
+    while True:
+        try:
+            message = await pubsub.get_message(timeout=1.0)
+        except MovedError as exc:  # an SSUBSCRIBE went to a stale owner
+            yield "moved", "", exc.slot_id
+            continue
+        if message is None:
+            silent = clock() - heard
+            if silent > SUBSCRIBER_PING_AFTER + SUBSCRIBER_PONG_TIMEOUT:
+                raise ConnectionError(f"no answer from {name} for {silent:.0f} s")
+            if silent > SUBSCRIBER_PING_AFTER and not pinged:
+                pinged = True
+                await asyncio.wait_for(pubsub.ping(), SUBSCRIBER_PONG_TIMEOUT)
+            continue
+        heard, pinged = clock(), False
+        channel = message["channel"]
+        channel = channel.decode() if isinstance(channel, bytes) else channel
+        yield message["type"], channel, message["data"]
+
+
+def hand_control(listener: SubscriberListener, data: bytes) -> None:
+    """Decode a control event for the listener; garbage is logged and dropped."""
+    try:
+        event = control.decode(data)
+    except control.BadControlEvent as exc:
+        log.warning("ignored %s", exc)
+        return
+    listener.control(event)
 
 
 class Subscriber:
@@ -167,43 +209,16 @@ class Subscriber:
                 delay = min(delay * 2, 2.0)
 
     async def _read_loop(self) -> None:
-        pubsub = self._pubsub
-        clock = asyncio.get_running_loop().time
-        heard = clock()
-        pinged = False
-        while True:
-            message = await pubsub.get_message(timeout=1.0)
-            if message is None:
-                silent = clock() - heard
-                if silent > SUBSCRIBER_PING_AFTER + SUBSCRIBER_PONG_TIMEOUT:
-                    raise ConnectionError(
-                        f"no answer on the subscriber connection for {silent:.0f} s"
-                    )
-                if silent > SUBSCRIBER_PING_AFTER and not pinged:
-                    pinged = True
-                    await asyncio.wait_for(pubsub.ping(), SUBSCRIBER_PONG_TIMEOUT)
-                continue
-            heard, pinged = clock(), False
-            kind = message["type"]
-            channel = message["channel"]
-            channel = channel.decode() if isinstance(channel, bytes) else channel
+        async for kind, channel, data in messages(self._pubsub, "the subscriber connection"):
             if kind == "message":
-                self._dispatch(channel, message["data"])
+                if channel == Keys.control_channel:
+                    hand_control(self._listener, data)
+                else:
+                    self._listener.room_frame(Keys.room_of_channel(channel), data)
             elif kind == "subscribe":
                 waiter = self._confirmed.get(channel)
                 if waiter is not None and not waiter.done():
                     waiter.set_result(None)
-
-    def _dispatch(self, channel: str, data: bytes) -> None:
-        if channel != Keys.control_channel:
-            self._listener.room_frame(Keys.room_of_channel(channel), data)
-            return
-        try:
-            event = control.decode(data)
-        except control.BadControlEvent as exc:
-            log.warning("ignored %s", exc)
-            return
-        self._listener.control(event)
 
     async def _same_epoch(self) -> bool:
         """False if Redis lost its data since we last looked (its epoch token changed)."""
