@@ -172,6 +172,38 @@ async def test_cluster_edit_reaches_the_other_worker(pair):
         assert update["rev"] == 1
 
 
+async def test_cluster_deleteroom_closes_the_rooms_sockets_on_both_workers(pair, cluster):
+    one, two, room = pair
+    async with Client(one, "ann") as ann, Client(two, "ben") as ben:
+        a, b = await ann.enter(room), await ben.enter(room)
+        await a.say("hello")
+        result = cli(cluster.url, "deleteroom", room)
+        assert result.returncode == 0, result.stderr
+        assert await a.closed(5.0) == 1008
+        assert await b.closed(5.0) == 1008
+        again = await ben.enter(room, base=one)
+        assert again.history["messages"] == []
+
+
+async def test_cluster_mentions_notify_and_direct_messages_cross_workers(pair):
+    one, two, room = pair
+    async with Client(one, "ann") as ann, Client(two, "ben") as ben:
+        elsewhere = await ben.enter(f"{room}_a")  # ben's tab on another room, worker two
+        writer = await ann.enter(f"{room}_b")
+        said = await writer.say("hey @ben, look")
+        notify = await elsewhere.next("notify", timeout=5)
+        assert notify["conversation"] == f"{room}_b"
+        assert notify["message"]["id"] == said["id"]
+        # A direct message: its own conversation, its own slot, both workers.
+        a = await ann.join_path("/ws/dm/ben/")
+        b = await ben.join_path("/ws/dm/ann/", base=two)
+        await a.next("history")
+        await b.next("history")
+        sent = await a.say("psst")
+        got = await b.next("message")
+        assert (got["room"], got["text"], got["id"]) == ("@ann:ben", "psst", sent["id"])
+
+
 # -- start-up refusals --------------------------------------------------------------
 
 
