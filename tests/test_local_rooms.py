@@ -9,6 +9,7 @@ so it decides exactly when a published frame "arrives" on this worker.
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -365,3 +366,29 @@ async def test_a_resuming_newcomer_gets_its_changes_and_the_others_theirs(world)
     assert ids(ben) == [("history", [3], False)]
     assert changes(ann) == [("history", 1, []), ("update", 2, 2), ("update", 1, 3)]
     assert ids(ann) == [("history", [1, 2], False), 3]
+
+
+async def test_a_resume_with_more_changes_than_a_frame_holds_starts_over(world):
+    """Changes of held messages are bounded like the messages: past the first
+    frame's byte bound, the resuming client starts over from the newest (and
+    is not closed as slow by its own history on every reconnect)."""
+    for i in range(30):
+        await world.store(f"message {i}")
+    world.arrive()
+    for i in range(1, 31):
+        await world.change("edit", i, f"message {i}, edited at length " + "x" * 100)
+    world.arrive()
+    world.rooms.first_frame_bytes = 2_000  # a handful of changed messages
+    ben = await world.join(after=30, rev=0)
+    [frame] = [f for f in frames_of(ben) if f["type"] == "history"]
+    assert frame["truncated"] is True
+    assert "updates" not in frame or not frame["updates"]
+    shown = [m["id"] for m in frame["messages"]]
+    assert shown == list(range(31 - len(shown), 31)) and frame["more"] is True
+    assert sum(len(json.dumps(m)) for m in frame["messages"]) <= 2_000 * 1.1
+    # Within the bound the changes come as updates, as before.
+    world.rooms.first_frame_bytes = 1_000_000
+    cat = await world.join(after=30, rev=25)
+    [frame] = [f for f in frames_of(cat) if f["type"] == "history"]
+    assert frame["truncated"] is False
+    assert [m["id"] for m in frame["updates"]] == [26, 27, 28, 29, 30]

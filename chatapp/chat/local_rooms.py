@@ -158,6 +158,12 @@ class LocalRoom:
         if rev is not None:
             seen = after or 0  # messages above it are in the frame as they are now
             updates = [c.message for c in held.changes if c.rev > rev and c.id <= seen]
+            if sum(map(len, updates)) > self._rooms.first_frame_bytes:
+                # More changes than a frame holds (a long absence from a busy room):
+                # the client starts over from the newest, as after a long absence,
+                # rather than be closed as slow by its own history, again and again.
+                messages, more = self._rooms.first_frame(held.messages, held, None)
+                truncated, updates = True, None
         self._hub.add(conn, frames.history_frame(messages, truncated, held.rev, updates, more))
 
     def leave(self, conn: Connection) -> None:
