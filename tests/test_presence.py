@@ -1,5 +1,5 @@
-"""Presence records: refreshed in one round trip, a vanished worker's swept out,
-even from rooms where no live worker has a socket."""
+"""Presence records: refreshed in few round trips (batches of rooms), a vanished
+worker's swept out, even from rooms where no live worker has a socket."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from chatapp.chat import presence as presence_module
 from chatapp.chat.presence import Presence
 from chatapp.chat.rooms import RoomDirectory
 from chatapp.store.client import make_store
@@ -64,6 +65,28 @@ async def test_refresh_extends_own_records_and_sweeps_a_vanished_workers(store):
     assert members[0][1] >= before + 20
     assert await store.raw.zcard(Keys.room_members("kitchen")) == 1
     assert told.announced == [("lobby", ["ann"])]  # only the room that lost someone
+
+
+async def test_refresh_in_batches_reaches_every_room_and_sweeps_each(store, monkeypatch):
+    monkeypatch.setattr(presence_module, "REFRESH_BATCH", 3)  # records per call
+    told = Told()
+    presence = presence_of(store, told)
+    rooms = [f"room{i}" for i in range(7)]
+    for room in rooms:
+        for user in ("ann", "ben"):
+            await join(presence, store, room, user)
+    for room in ("room1", "room5"):
+        await store.raw.zadd(Keys.room_members(room), {"gone:1:aa|zed": time.time() - 1})
+    told.announced.clear()
+    before = time.time()
+    await presence.refresh()
+    for room in rooms:
+        members = await store.raw.zrange(Keys.room_members(room), 0, -1, withscores=True)
+        assert sorted(m for m, _ in members) == [
+            f"{presence.worker_id}|{u}".encode() for u in ("ann", "ben")
+        ]
+        assert all(score >= before + 20 for _, score in members)
+    assert sorted(told.announced) == [("room1", ["ann", "ben"]), ("room5", ["ann", "ben"])]
 
 
 async def test_room_whose_every_socket_died_with_its_worker_is_swept_by_another(store):

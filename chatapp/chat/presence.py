@@ -34,8 +34,10 @@ Emptied = Callable[[str], Awaitable[None]]
 
 # KEYS: members zset of each room; ARGV: expiry, now, then per room its count of
 # members to refresh followed by those members. Returns, per room, how many
-# expired records were swept. One round trip: as 500 commands in a pipeline the
-# refresh of 50 rooms x 10 people held the event loop ~9 ms every 5 s (W3 p99).
+# expired records were swept. One round trip per REFRESH_BATCH records: as 500
+# commands in a pipeline the refresh of 50 rooms x 10 people held the event loop
+# ~9 ms every 5 s (W3 p99); as one script for 10,000 sockets it held Redis and
+# the loop long enough to show in W7's p99.
 # On a Redis Cluster a script may only touch keys of one hash slot: the rooms
 # are grouped by slot there, one call per slot (each room is its own slot, as
 # its tag is its name, so that is one call per room, concurrently).
@@ -54,6 +56,24 @@ for k = 1, #KEYS do
 end
 return swept
 """
+
+# Records per refresh call on a single Redis (see Presence.refresh).
+REFRESH_BATCH = 1000
+
+
+def _batches(rooms: list[str], by_room: dict[str, list[str]], size: int) -> list[list[str]]:
+    """`rooms` cut into runs of at most `size` records each (a room is never split:
+    a bigger one is a run of its own)."""
+    batches: list[list[str]] = []
+    count = 0
+    for room in rooms:
+        records = len(by_room[room])
+        if not batches or (batches[-1] and count + records > size):
+            batches.append([])
+            count = 0
+        batches[-1].append(room)
+        count += records
+    return batches
 
 
 def new_worker_id() -> str:
@@ -162,8 +182,13 @@ class Presence:
             rooms = [room for group in groups.values() for room in group]
             removed = [count for answer in answers for count in answer]
         else:
-            keys, args = self._refresh_call(rooms, by_room, now)
-            removed = await self._refresh_script(keys=keys, args=args)
+            # In batches of about REFRESH_BATCH records, one call each: a worker with
+            # 10,000 sockets would otherwise hold Redis (and every message behind
+            # it) for one long script, and its own loop for one huge reply.
+            removed = []
+            for batch in _batches(rooms, by_room, REFRESH_BATCH):
+                keys, args = self._refresh_call(batch, by_room, now)
+                removed += await self._refresh_script(keys=keys, args=args)
         for room, count in zip(rooms, removed, strict=True):
             if count:
                 log.info("room %s: %d presence record(s) of a vanished worker expired", room, count)
