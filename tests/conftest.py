@@ -17,9 +17,42 @@ from .browser import chromium_browser, fresh_app
 from .client import Client
 from .support import RedisServer
 
+# The place of each test in the collection, which every xdist worker makes the same:
+# the figures summary is printed in this order, as a serial run records them.
+_INDEX = pytest.StashKey[int]()
+
+# Under pytest-xdist (addopts: -n, --dist loadgroup) the tests that start a Redis
+# Cluster (six redis-servers each) run one after the other on one worker, and so do
+# the failure tests (kills, restarts, SIGSTOP, measured recovery times): each group
+# runs beside lighter tests only, never beside another test of its own group.
+HEAVY_GROUPS = ("cluster", "failure")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    if not config.pluginmanager.hasplugin("xdist"):
+        return  # run with -p no:xdist: no groups (and no xdist_group marker to name)
+    for item in items:
+        for group in HEAVY_GROUPS:
+            if item.get_closest_marker(group):
+                item.add_marker(pytest.mark.xdist_group(group))
+                break
+
+
+def pytest_collection_finish(session) -> None:
+    for index, item in enumerate(session.items):
+        item.stash[_INDEX] = index
+
+
+def pytest_runtest_logreport(report) -> None:
+    """Figures travel in the test's report (to the xdist controller, when there is one)."""
+    if report.when == "teardown":
+        figures.collect(report)
+
 
 def pytest_terminal_summary(terminalreporter) -> None:
     """Print what the failure tests measured, so it shows in CI logs even without -s."""
+    if hasattr(terminalreporter.config, "workerinput"):
+        return  # an xdist worker: the controller prints the run's figures
     if figures.FIGURES:
         terminalreporter.write_sep("=", "chatapp failure figures")
         for line in figures.lines():
@@ -31,7 +64,9 @@ def figure(request):
     """figure(what, value): record a figure of this test for the end-of-run summary."""
 
     def record(what: str, value: object) -> None:
-        figures.record(request.node.name, what, value)
+        index = request.node.stash.get(_INDEX, 0)
+        figure = (index, what, figures.format_value(value))
+        request.node.user_properties.append((figures.USER_PROPERTY, figure))
 
     return record
 

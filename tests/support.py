@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import inspect
 import os
+import random
 import re
 import shutil
 import signal
@@ -27,10 +29,58 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
+# Ports for the servers tests start. A port asked of the kernel (bind to 0, close,
+# hand the number to a child) is free only for a moment: the kernel may give the
+# same number to the next bind to 0 or to an outgoing connection of another
+# process (another xdist worker, another run) before the child binds it. So the
+# numbers come from below the kernel's ephemeral range, where it hands out none,
+# and each is reserved for the life of this process by a lock on byte `port` of
+# one lock file (fcntl record locks: across processes, dropped when a process
+# ends). A cluster node's bus port (port + 10000) stays below the range too.
+PORTS = range(12000, 22000)
+_LOCKS = Path(tempfile.gettempdir()) / "chatapp-test-ports.lock"
+_lock_fd: int | None = None
+_given: set[int] = set()
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A port no other process holds now and no other test process will be given."""
+    global _lock_fd
+    if _ephemeral_start() < PORTS.stop + 10000:  # no room below the ephemeral range
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    if _lock_fd is None:
+        _lock_fd = os.open(_LOCKS, os.O_RDWR | os.O_CREAT, 0o666)
+    start = random.randrange(len(PORTS))
+    for i in range(len(PORTS)):
+        port = PORTS[(start + i) % len(PORTS)]
+        if port in _given:
+            continue
+        try:
+            fcntl.lockf(_lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, port)
+        except OSError:
+            continue  # another test process has it
+        _given.add(port)
+        if _bindable(port):
+            return port
+    raise AssertionError(f"no free port left in {PORTS}")
 
 
 class WaitTimeout(AssertionError):

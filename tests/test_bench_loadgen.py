@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from bench import procs
 from bench.procs import run_generator, running
 
+from . import support
 from .support import free_port, until_sync
 
 REPO = Path(__file__).resolve().parent.parent
@@ -86,6 +88,22 @@ def test_loadgen_counts_a_refused_handshake_as_an_error(baseline_url):
     assert result["connected"] == 0
     assert result["errors"]["connect:HTTP 404"] == 3
     assert result["delivered"] == 0
+
+
+@pytest.fixture(autouse=True)
+def as_a_test(monkeypatch):
+    """bench.procs as a test runs it: beside other tests (pytest-xdist workers).
+
+    The bench pins the server and Redis to CPU 0 and the generator to CPU 1 so a
+    measurement is not disturbed; here nothing is measured, and pinned beside
+    other tests the server would get a share of one core however idle the other
+    one is. Its ports come from tests.support.free_port, reserved against the
+    other test processes, not from a bind to port 0 that another worker's
+    process may take before the server binds it.
+    """
+    monkeypatch.setattr(procs, "SERVER_CPU", None)
+    monkeypatch.setattr(procs, "GENERATOR_CPU", None)
+    monkeypatch.setattr(procs, "free_port", support.free_port)
 
 
 def run_quick(workload: str, log_dir: Path) -> dict:
