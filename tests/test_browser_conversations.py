@@ -9,6 +9,8 @@ test-artifacts/screenshots/ (conversations-*.png).
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from .browser import (
@@ -19,6 +21,7 @@ from .browser import (
     screenshot,
     tab_to,
 )
+from .support import until
 from .test_browser import A11Y_JS, CONTRAST_JS, COUNT_IMAGES_JS, unexpected
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
@@ -140,6 +143,39 @@ async def test_sidebar_counts_rise_live_and_clear_when_opened_on_every_tab(app, 
     )
     await second.wait_for_function("() => document.title === '(1) Rooms · chatapp'")
     assert unexpected(ada.errors) == []
+
+
+async def test_a_list_answer_older_than_a_live_count_does_not_undo_it(app, browser, bots):
+    """The sidebar asks for the list once its socket follows the conversations; a
+    message counted live while that answer was on its way stays counted when the
+    (older) answer lands, and the answer's news is shown too."""
+    dee = await new_person(browser, app.url, "stale_dee")
+    bot = await (await bots("old_bot")).enter("cv_stale_one")
+    await dee.enter_room("cv_stale_one")
+    asked, answered = asyncio.Event(), asyncio.Event()
+    held: list = []
+
+    async def hold(route):
+        await asked.wait()
+        response = await route.fetch()  # the server's list now, before "hello"
+        held.append(response)
+        await answered.wait()
+        await route.fulfill(response=response)
+
+    await dee.page.route("**/api/conversations", hold)
+    await dee.page.goto("/chat/cv_stale_two/")
+    await dee.wait_state("connected")
+    # News the held answer will bring: stale_dee opened cv_stale_three elsewhere.
+    other = await bots("stale_dee")
+    await other.enter("cv_stale_three")
+    asked.set()
+    await until(lambda: held, 10, "the list read, not yet answered")
+    await bot.say("hello")  # counted live from its activity frame
+    await wait_badge(dee.page, "cv_stale_one", "1")
+    answered.set()
+    await dee.page.wait_for_selector(entry("cv_stale_three"))  # the answer is shown
+    assert await badge(dee.page, "cv_stale_one") == "1"
+    await dee.page.unroute("**/api/conversations")
 
 
 async def test_message_button_opens_a_direct_conversation_that_updates_live(app, browser, bots):

@@ -175,6 +175,8 @@ async def test_a_direct_message_notifies_and_its_sidebar_follows_live(apps):
         # conversation only (a bot, a load generator) does not.
         elsewhere = await bob.join_path("/ws/chat/dl_lobby/?sidebar=1", base=two.url)
         await elsewhere.next("history")
+        # Once it follows bob's conversations it says so: his page reads the list then.
+        assert await elsewhere.next("conversations") == {"type": "conversations", "following": True}
         plain = await bob.enter("dl_hall", base=two.url)
         chat = await alice.join_path("/ws/dm/dl_bob/")
         await chat.next("history")
@@ -193,7 +195,7 @@ async def test_a_direct_message_notifies_and_its_sidebar_follows_live(apps):
         }
         # The plain socket got the notifies (a DM always notifies), never activity.
         await plain.until(lambda f: f["type"] == "notify" and f["message"]["id"] == second["id"])
-        assert "activity" not in [f["type"] for f in plain.seen]
+        assert not {"activity", "conversations"} & {f["type"] for f in plain.seen}
 
 
 async def test_a_direct_message_with_a_disabled_account_is_refused(apps, redis_server):

@@ -299,6 +299,12 @@ def activity_frame(conversation: str, message_id: int, username: str) -> bytes:
     ).encode()
 
 
+def following_frame() -> bytes:
+    """`conversations` on a sidebar socket once it follows the person's conversations:
+    the list read from now on misses nothing, so the page reads it then."""
+    return b'{"type":"conversations","following":true}'
+
+
 def conversations_frame(conversation: str) -> bytes:
     """`conversations`: this person's list changed (added to a private room): refetch it."""
     return json.dumps({"type": "conversations", "changed": conversation}).encode()

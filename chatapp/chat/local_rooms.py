@@ -184,7 +184,13 @@ class LocalRoom:
         if message_id is not None:
             if message_id <= self.last_id:
                 return  # given already (history seam or gap fill)
-            if live and message_id > self.last_id + 1 and (self.watchers or self._here()):
+            # (last_id 0: not read yet, as while a first watch() awaits it.)
+            if (
+                live
+                and message_id > self.last_id + 1
+                and self.last_id
+                and (self.watchers or self._here())
+            ):
                 self._hold_back(data)
                 return
             self.last_id = message_id

@@ -216,6 +216,10 @@ class ChatService:
             await self.rooms.watch(conn, names)
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("sidebar of %s not followed: %s", conn.username, exc)
+            return
+        # Followed from now on: a list the page asks for now misses nothing
+        # (what came before is in it, what comes after arrives as frames).
+        conn.send_now(frames.following_frame())
 
     async def _existing_or_new(self, room: str, username: str) -> str:
         """The room, created now on `username`'s quota if it does not exist yet.

@@ -25,7 +25,6 @@ const me = (nav?.dataset.me || "").toLowerCase();
 const current = nav?.dataset.current || "";
 const lists = { rooms: $("sidebar-rooms"), dms: $("sidebar-dms") };
 const entries = new Map(); // conversation -> entry
-let connectedOnce = false;
 let hiddenUnseen = 0; // messages in the conversation on screen while the tab was hidden
 const baseTitle = document.title.replace(/^\(\d+\) /, "");
 
@@ -152,12 +151,16 @@ function render(summaries) {
       entry = entryFromItem(newItem(summary));
       entries.set(summary.conversation, entry);
     }
+    // Messages counted from frames while the answer was on its way are newer
+    // than it says: they stay counted on top of it.
+    const live = [...entry.live].filter((id) => id > summary.last_id);
+    const mentioned = [...entry.mentioned].filter((id) => id > summary.last_id);
     Object.assign(entry, {
-      unread: summary.unread,
-      mentions: summary.mentions,
-      lastId: summary.last_id,
-      live: new Set(),
-      mentioned: new Set(),
+      unread: summary.unread + live.length,
+      mentions: summary.mentions + mentioned.length,
+      lastId: Math.max(summary.last_id, ...live),
+      live: new Set(live),
+      mentioned: new Set(mentioned),
     });
     show(entry);
     bySection[summary.kind === "dm" ? "dms" : "rooms"].push(entry.li);
@@ -184,6 +187,7 @@ function render(summaries) {
 
 let fetching = null;
 let again = false;
+let readsMeanwhile = null; // while a fetch is on its way: the `read` frames that came
 let pollTimer = null;
 
 // Ask the server for the list (at most one request at a time; one more after
@@ -194,15 +198,24 @@ async function refetch() {
     return;
   }
   fetching = (async () => {
+    readsMeanwhile = [];
     try {
       const response = await fetch("/api/conversations", {
         headers: { Accept: "application/json" },
         redirect: "manual",
         cache: "no-store",
       });
-      if (response.ok) render((await response.json()).conversations || []);
+      if (response.ok) {
+        const conversations = (await response.json()).conversations || [];
+        const reads = readsMeanwhile;
+        readsMeanwhile = null;
+        render(conversations);
+        reads.forEach(applyRead); // the answer may predate them: they still hold
+      }
     } catch {
       // unreachable: the counts stay as they are until the next frame or poll
+    } finally {
+      readsMeanwhile = null;
     }
   })();
   await fetching;
@@ -252,6 +265,11 @@ function onNotify(frame) {
 }
 
 function onRead(frame) {
+  readsMeanwhile?.push(frame);
+  applyRead(frame);
+}
+
+function applyRead(frame) {
   const entry = entries.get(frame.conversation);
   if (!entry) return;
   if (frame.id >= entry.lastId) {
@@ -270,13 +288,10 @@ document.addEventListener("chatapp:frame", (event) => {
   if (frame.type === "activity") onActivity(frame);
   else if (frame.type === "notify") onNotify(frame);
   else if (frame.type === "read") onRead(frame);
+  // Also sent once the socket follows the person's conversations (after each
+  // connect): the counts rendered with the page may predate a read said as the
+  // last page closed, and a list read from then on misses nothing.
   else if (frame.type === "conversations") refetch();
-  else if (frame.type === "history" && !connectedOnce) {
-    // The counts rendered with the page may predate a read said as the last page
-    // closed: ask once the socket follows the conversations (later frames add up).
-    connectedOnce = true;
-    refetch();
-  }
   else if (frame.type === "message" && document.visibilityState === "hidden") {
     if ((frame.username || "").toLowerCase() !== me) {
       hiddenUnseen += 1;
