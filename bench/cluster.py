@@ -24,7 +24,7 @@ import redis
 
 from bench.procs import StartError, free_port, pinned
 
-NODE_TIMEOUT_MS = 1000
+NODE_TIMEOUT_MS = 1000  # the tests' fast failover; the bench uses Redis's default, 15 s
 
 
 def until(predicate, timeout: float, what: str, interval: float = 0.05) -> None:
@@ -52,11 +52,20 @@ def cluster_port() -> int:
 
 
 class ClusterNode:
-    def __init__(self, port: int, root: Path, cpu: str | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        root: Path,
+        cpu: str | None = None,
+        node_timeout_ms: int = NODE_TIMEOUT_MS,
+        log: Path | None = None,
+    ) -> None:
         self.port = port
         self.dir = root / str(port)
         self.dir.mkdir()
         self.cpu = cpu
+        self.node_timeout_ms = node_timeout_ms
+        self.log = log  # None: no log at all
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -73,12 +82,14 @@ class ClusterNode:
         argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1"]
         argv += ["--cluster-enabled", "yes"]
         argv += ["--cluster-config-file", str(self.dir / "nodes.conf")]
-        argv += ["--cluster-node-timeout", str(NODE_TIMEOUT_MS)]
+        argv += ["--cluster-node-timeout", str(self.node_timeout_ms)]
         # Redis 7 waits 5 s for more replicas before a first full sync; a replica that
         # never synced cannot be promoted.
         argv += ["--repl-diskless-sync-delay", "0"]
         argv += ["--appendonly", "no", "--save", "", "--dir", str(self.dir)]
         argv += ["--daemonize", "no", "--loglevel", "warning"]
+        if self.log is not None:
+            argv += ["--logfile", str(self.log)]
         self.proc = subprocess.Popen(
             pinned(self.cpu, argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -115,12 +126,26 @@ class ClusterNode:
 
 
 class LocalCluster:
-    """PRIMARIES primaries with REPLICAS replicas each, on 127.0.0.1 (pinned to CPU if given)."""
+    """PRIMARIES primaries with REPLICAS replicas each, on 127.0.0.1: pinned to CPU if
+    given, each node logging to LOG_DIR/redis-cluster-<port>.log if given."""
 
-    def __init__(self, primaries: int = 3, replicas: int = 1, cpu: str | None = None) -> None:
+    def __init__(
+        self,
+        primaries: int = 3,
+        replicas: int = 1,
+        cpu: str | None = None,
+        node_timeout_ms: int = NODE_TIMEOUT_MS,
+        log_dir: Path | None = None,
+    ) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="chatapp-cluster-"))
+        if log_dir is not None:
+            log_dir.mkdir(parents=True, exist_ok=True)
         count = primaries * (1 + replicas)
-        self.nodes = [ClusterNode(cluster_port(), self.root, cpu) for _ in range(count)]
+        self.nodes = []
+        for _ in range(count):
+            port = cluster_port()
+            log = log_dir / f"redis-cluster-{port}.log" if log_dir is not None else None
+            self.nodes.append(ClusterNode(port, self.root, cpu, node_timeout_ms, log))
         self.replicas = replicas
 
     @property

@@ -183,8 +183,10 @@ def running(kind: str, log_dir: Path) -> Iterator[Running]:
             redis_pids = [redis.pid]
             redis_url = f"redis://127.0.0.1:{redis_port}/0"
         elif kind == CLUSTER_TARGET:
-            # Six redis-servers pinned where the single one is, no persistence.
-            cluster = LocalCluster(cpu=SERVER_CPU).start()
+            # Six redis-servers pinned where the single one is, no persistence. Redis's
+            # default node timeout (15 s), not the tests' 1 s: on a busy shared core a node
+            # that misses pings for 1 s is failed over mid-run.
+            cluster = LocalCluster(cpu=SERVER_CPU, node_timeout_ms=15000, log_dir=log_dir).start()
             redis_pids, redis_url = cluster.pids, cluster.url
         server_kind = "chatapp" if kind == CLUSTER_TARGET else kind
         server, url = start_server(server_kind, log_dir, redis_url)
