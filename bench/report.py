@@ -847,7 +847,9 @@ def shard_model(run: dict) -> str:
         figures = (
             f"In this run a primary without the global keys spent {_fmt(c_msg, 1)} µs of CPU "
             f"per stored message of its rooms (the single Redis "
-            f"{_fmt(one.get('redis_us_per_message'), 1)} µs per message, all keys); the "
+            f"{_fmt(one.get('redis_us_per_message'), 1)} µs per message, all keys: six "
+            "servers taking turns on one core each do less per wake-up, so c here is an upper "
+            "bound for a primary on a core of its own); the "
             f"primary holding `chatapp:rooms` spent {_fmt(c_list, 1)} µs more per message of "
             "any room: the room listing's activity time (`chatapp:rooms`, one key for every "
             "room) is refreshed with a ZADD at most once a second per room and worker, so "
