@@ -18,11 +18,13 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
 
-from bench.procs import StartError, free_port, pinned
+from bench import procs
+from bench.procs import StartError, pinned
 
 NODE_TIMEOUT_MS = 1000  # the tests' fast failover; the bench uses Redis's default, 15 s
 
@@ -36,8 +38,11 @@ def until(predicate, timeout: float, what: str, interval: float = 0.05) -> None:
         time.sleep(interval)
 
 
-def cluster_port() -> int:
-    """A free port whose cluster bus port (port + 10000) is a valid, free port too."""
+def cluster_port(free_port: Callable[[], int] | None = None) -> int:
+    """A free port whose cluster bus port (port + 10000) is a valid, free port too.
+
+    FREE_PORT gives candidates (default `bench.procs.free_port`, looked up now)."""
+    free_port = free_port or procs.free_port
     for _ in range(1000):
         port = free_port()
         if port + 10000 > 65535:
@@ -136,6 +141,7 @@ class LocalCluster:
         cpu: str | None = None,
         node_timeout_ms: int = NODE_TIMEOUT_MS,
         log_dir: Path | None = None,
+        free_port: Callable[[], int] | None = None,
     ) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="chatapp-cluster-"))
         if log_dir is not None:
@@ -143,7 +149,7 @@ class LocalCluster:
         count = primaries * (1 + replicas)
         self.nodes = []
         for _ in range(count):
-            port = cluster_port()
+            port = cluster_port(free_port)
             log = log_dir / f"redis-cluster-{port}.log" if log_dir is not None else None
             self.nodes.append(ClusterNode(port, self.root, cpu, node_timeout_ms, log))
         self.replicas = replicas

@@ -9,6 +9,9 @@ import pytest
 
 from bench.procs import CLUSTER_TARGET, run_generator, running
 
+# Unpinned, on reserved ports: bench.procs as a test beside other tests runs it.
+from .test_bench_loadgen import as_a_test  # noqa: F401
+
 pytestmark = [pytest.mark.cluster, pytest.mark.multiprocess]
 
 
