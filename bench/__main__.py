@@ -1,7 +1,10 @@
 """Run the chat benchmarks against chatapp and the baseline; write results and docs.
 
 python -m bench [--quick] [--workloads W1,W1x,W7,...] [--target chatapp|baseline|both]
-    [--memcheck]
+    [--memcheck] [--redis single|cluster]
+
+With --redis cluster every chatapp workload also runs on a fresh local Redis Cluster
+(3 primaries + 3 replicas, target chatapp-cluster), beside the single Redis, in one run.
 """
 
 import argparse
@@ -13,7 +16,7 @@ import time
 from pathlib import Path
 
 from bench import report
-from bench.procs import REPO, TARGETS, StartError, run_generator, running
+from bench.procs import CLUSTER_TARGET, REPO, TARGETS, StartError, run_generator, running
 from bench.procstat import machine_facts, raise_nofile
 from bench.workloads import WORKLOADS
 
@@ -39,6 +42,15 @@ def one_line(result: dict) -> str:
         line += (
             f" worker CPU={result['worker_cpu_share']} Redis CPU={result.get('redis_cpu_share')}"
             f" connected={result.get('connected')}/{result.get('sockets')}"
+        )
+    if "primaries" in result:
+        shares = " ".join(
+            f"{p['port']}:{p['messages']}msg/{p['us_per_message']}µs" for p in result["primaries"]
+        )
+        line += (
+            f" stored={result.get('stored')} Redis µs/msg={result.get('redis_us_per_message')}"
+            f" per primary {shares} spread msg/cpu={result['spread']['messages_pct']}"
+            f"/{result['spread']['cpu_pct']}%"
         )
     return line
 
@@ -82,6 +94,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-ceiling", action="store_true", help="skip the generator ceiling")
     parser.add_argument("--no-docs", action="store_true", help="leave docs/ untouched")
     parser.add_argument(
+        "--redis",
+        choices=["single", "cluster"],
+        default="single",
+        help="cluster: chatapp workloads also run on a local 3-primary Redis Cluster",
+    )
+    parser.add_argument(
         "--memcheck",
         action="store_true",
         help=f"also run W3 on chatapp for {MEMCHECK_S:.0f} s and report RSS growth",
@@ -94,6 +112,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown workloads {unknown}; choose from {sorted(WORKLOADS)}")
     workloads = [names[w] for w in asked]
     targets = list(TARGETS) if args.target == "both" else [args.target]
+    if args.redis == "cluster" and "chatapp" in targets:
+        targets.append(CLUSTER_TARGET)
     nofile = raise_nofile()
 
     stamp = time.strftime("%Y%m%dT%H%M%S")
@@ -104,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         "quick": args.quick,
         "machine": {**machine_facts(), "nofile": nofile},
         "pinning": {"server_and_redis_cpu": "0", "generator_cpu": "1"},
+        "redis": args.redis,
         "titles": {w: WORKLOADS[w].title for w in workloads},
         "ceiling": None,
         "workloads": {},
@@ -115,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     for workload in workloads:
         run["workloads"][workload] = {}
         for kind in targets:
-            if kind != "chatapp" and WORKLOADS[workload].chatapp_only:
+            if kind == "baseline" and WORKLOADS[workload].chatapp_only:
                 continue
             log(f"{workload} {kind} ...")
             result = measure(kind, workload, log_dir, args.quick)

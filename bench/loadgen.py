@@ -376,6 +376,7 @@ class Meter:
         self.t0 = now()
         self.gen0 = _self_cpu()
         self.cpu0 = self.probe.cpu() if self.probe else (0.0, 0.0)
+        self.by_pid0 = self.probe.redis_cpu_by_pid() if self.probe else {}
 
     def stop(self, frames: int, end: float | None = None) -> dict:
         wall = max((end or now()) - self.t0, 1e-9)
@@ -389,6 +390,11 @@ class Meter:
             out["server_cpu_util"] = round((server + redis) / wall, 3)
             if frames:
                 out["cpu_us_per_frame"] = round((server + redis) / frames * 1e6, 3)
+            if len(self.by_pid0) > 1:  # a Redis Cluster: each node's share
+                out["redis_cpu_s_by_pid"] = {
+                    str(pid): round(cpu - self.by_pid0.get(pid, 0.0), 3)
+                    for pid, cpu in self.probe.redis_cpu_by_pid().items()
+                }
         return out
 
 
@@ -407,6 +413,16 @@ class ChatSpec:
     pad: int = 0
     drain: float = 10.0  # wait this long at most for the last frames
     room_prefix: str = "bench"
+    room_digits: int = 0  # rooms <prefix>0001.. (numbered from 1, this wide) instead of <prefix>0..
+    # Seconds with every socket open and nothing sent, measured before the send phase:
+    # the CPU that open sockets cost without messages (presence refreshes, heartbeats).
+    idle_before: float = 0.0
+
+
+def room_names(spec: ChatSpec) -> list[str]:
+    if spec.room_digits:
+        return [f"{spec.room_prefix}{r + 1:0{spec.room_digits}d}" for r in range(spec.rooms)]
+    return [f"{spec.room_prefix}{r}" for r in range(spec.rooms)]
 
 
 async def wait_drained(members: list[Member], sent: Counter, timeout: float) -> None:
@@ -487,11 +503,7 @@ async def run_chat(target: Target, spec: ChatSpec, probe: Probe | None = None) -
     auth_s = now() - t0
     if probe:
         probe.start_sampling()
-    members = [
-        Member(f"{spec.room_prefix}{r}", stats)
-        for r in range(spec.rooms)
-        for _ in range(spec.sockets_per_room)
-    ]
+    members = [Member(r, stats) for r in room_names(spec) for _ in range(spec.sockets_per_room)]
     t1 = now()
     live = await connect_many(target, members, cookies)
     connect_s = now() - t1
@@ -501,6 +513,11 @@ async def run_chat(target: Target, spec: ChatSpec, probe: Probe | None = None) -
         by_room.setdefault(m.room, []).append(m)
     senders = [m for room in by_room.values() for m in room[: spec.senders_per_room]]
     await asyncio.sleep(0.2)  # let join-time presence frames settle
+    idle = {}
+    if spec.idle_before:
+        meter = Meter(probe)
+        await asyncio.sleep(spec.idle_before)
+        idle = {"idle": meter.stop(0)}
     meter = Meter(probe)
     sent, send_s = await send_phase(
         senders, stats, duration=spec.duration, rate=spec.rate, window=spec.window,
@@ -527,6 +544,7 @@ async def run_chat(target: Target, spec: ChatSpec, probe: Probe | None = None) -
         "wall_s": round(phase["wall_s"], 3),
         "server_rss_mb": round(rss_kb / 1024, 1),
         "server_peak_rss_mb": round(probe.peak_rss_kb / 1024, 1) if probe else None,
+        **idle,
     }
 
 

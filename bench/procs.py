@@ -29,6 +29,8 @@ CHATAPP_ENV = {
     "CHATAPP_SESSION_SECRET_KEY": "bench-secret",
 }
 TARGETS = ("baseline", "chatapp")
+# chatapp on a local 3-primary + 3-replica Redis Cluster (`python -m bench --redis cluster`).
+CLUSTER_TARGET = "chatapp-cluster"
 
 
 class StartError(RuntimeError):
@@ -133,7 +135,7 @@ def start_redis(log_dir: Path) -> tuple[Proc, int]:
     return proc, port
 
 
-def start_server(kind: str, log_dir: Path, redis_port: int | None = None) -> tuple[Proc, str]:
+def start_server(kind: str, log_dir: Path, redis_url: str | None = None) -> tuple[Proc, str]:
     """Start the chatapp, baseline or ceiling server; return it once it answers."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -141,7 +143,7 @@ def start_server(kind: str, log_dir: Path, redis_port: int | None = None) -> tup
     env = None
     if kind == "chatapp":
         argv = [sys.executable, "-m", "chatapp", "--config", "config.yaml", *host]
-        env = {**CHATAPP_ENV, "CHATAPP_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"}
+        env = {**CHATAPP_ENV, "CHATAPP_REDIS_URL": redis_url}
     elif kind == "baseline":
         argv = [sys.executable, "-m", "bench.baseline_server", *host]
     elif kind == "ceiling":
@@ -167,21 +169,34 @@ class Running:
 
 @contextlib.contextmanager
 def running(kind: str, log_dir: Path) -> Iterator[Running]:
-    """A fresh server (and Redis for chatapp) for one workload, stopped afterwards."""
+    """A fresh server (and Redis, or a Redis Cluster, for chatapp) for one workload, stopped
+    afterwards."""
+    from bench.cluster import LocalCluster  # bench.cluster imports this module
+
     procs: list[Proc] = []
+    cluster: LocalCluster | None = None
     try:
-        redis_pids, redis_port = [], None
+        redis_pids, redis_url = [], None
         if kind == "chatapp":
             redis, redis_port = start_redis(log_dir)
             procs.append(redis)
             redis_pids = [redis.pid]
-        server, url = start_server(kind, log_dir, redis_port)
+            redis_url = f"redis://127.0.0.1:{redis_port}/0"
+        elif kind == CLUSTER_TARGET:
+            # Six redis-servers pinned where the single one is, no persistence. Redis's
+            # default node timeout (15 s), not the tests' 1 s: on a busy shared core a node
+            # that misses pings for 1 s is failed over mid-run.
+            cluster = LocalCluster(cpu=SERVER_CPU, node_timeout_ms=15000, log_dir=log_dir).start()
+            redis_pids, redis_url = cluster.pids, cluster.url
+        server_kind = "chatapp" if kind == CLUSTER_TARGET else kind
+        server, url = start_server(server_kind, log_dir, redis_url)
         procs.append(server)
-        redis_url = f"redis://127.0.0.1:{redis_port}/0" if redis_port else None
         yield Running(url, [server.pid], redis_pids, redis_url)
     finally:
         for proc in reversed(procs):
             proc.stop()
+        if cluster is not None:
+            cluster.cleanup()
 
 
 def run_generator(

@@ -69,6 +69,10 @@ class Probe:
             sum(cpu_seconds(p) for p in self.redis_pids),
         )
 
+    def redis_cpu_by_pid(self) -> dict[int, float]:
+        """CPU s consumed so far by each Redis process (a cluster's nodes one by one)."""
+        return {p: cpu_seconds(p) for p in self.redis_pids}
+
     def rss_kb(self) -> int:
         return sum(status_kb(p, "VmRSS") for p in self.server_pids)
 

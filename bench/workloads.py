@@ -1,4 +1,4 @@
-"""The benchmark workloads W1-W8 (and W1x) and the generator process that runs one of them.
+"""The benchmark workloads W1-W9 (and W1x) and the generator process that runs one of them.
 
     python -m bench.workloads W2 --url http://127.0.0.1:8080 [--quick] \\
         [--server-pids 123] [--redis-pids 456] [--redis-url URL] [--out result.json]
@@ -33,6 +33,7 @@ from bench.loadgen import (
 )
 from bench.procstat import Probe, raise_nofile
 from bench.search import SearchSpec, run_search
+from bench.shards import ShardSpec, run_shards
 from bench.sidebar import SidebarSpec, run_sidebar
 from bench.teamday import TeamDaySpec, run_teamday
 
@@ -81,6 +82,20 @@ _W6 = SidebarSpec()
 _W1X = ActionsSpec(rooms=1, sockets_per_room=200, senders_per_room=5, window=10, duration=40)
 _W7 = TeamDaySpec()
 _W8 = SearchSpec()
+# Redis-bound: 2,000 rooms x 2 sockets, each room's one sender at 0.25 message/s (500
+# stored messages/s in all, each delivered to both sockets), named room_0001..room_2000.
+_W9 = ShardSpec(
+    rooms=2000,
+    sockets_per_room=2,
+    senders_per_room=1,
+    rate=0.25,
+    window=5,
+    duration=40,
+    users=20,
+    room_prefix="room_",
+    room_digits=4,
+    idle_before=5.0,  # one presence refresh (every 5 s) with the 4,000 sockets open
+)
 QUICK_S = 4.0  # send phase of every --quick workload
 WORKLOADS = {
     "W1": Workload("fan-out: 1 room, 200 sockets, 5 senders flat out", _W1,
@@ -108,6 +123,9 @@ WORKLOADS = {
     "W8": Workload("search and scroll-back: 50 rooms x 1,000 held messages", _W8,
                    replace(_W8, conversations=20, messages=200, searches=5, pages=20),
                    chatapp_only=True),
+    "W9": Workload("Redis-bound: 2,000 rooms x 2 sockets, every room sending (0.25/s each)", _W9,
+                   # 200 rooms at 2/s each: a send phase of 4 s must see several a room.
+                   replace(_W9, rooms=200, rate=2.0, duration=QUICK_S), chatapp_only=True),
 }  # fmt: skip
 
 
@@ -250,6 +268,8 @@ async def run(
         result = await run_teamday(target, spec, probe)
     elif isinstance(spec, SearchSpec):
         result = await run_search(target, spec, probe, redis_url)
+    elif isinstance(spec, ShardSpec):
+        result = await run_shards(target, spec, probe, redis_url)
     else:
         result = await run_chat(target, spec, probe)
     return {"workload": name, "title": workload.title, **result}

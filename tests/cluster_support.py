@@ -1,237 +1,27 @@
 """A local Redis Cluster for tests: 3 primaries + 3 replicas on free ports.
 
-`RedisCluster.start()` spawns six `redis-server --cluster-enabled yes` in a
-temp dir, joins them with `redis-cli --cluster create ... --cluster-replicas 1`
-and waits until every node says `cluster_state:ok` and sees the same slots.
-`cleanup()` always kills them all. A node may be killed (SIGKILL) and
-restarted by a test.
+The cluster itself lives in `bench/cluster.py`, shared with the bench
+(`python -m bench --redis cluster`); the tests run it unpinned, on ports from
+`tests.support.free_port` (reserved against the other test processes).
+`LocalCluster().start()` spawns and joins the six nodes and waits for
+`cluster_state:ok`; `cleanup()` always kills them all. A node may be killed
+(SIGKILL) and restarted by a test.
 """
 
-from __future__ import annotations
+from bench import cluster
+from bench.cluster import NODE_TIMEOUT_MS, ClusterNode
 
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
-from pathlib import Path
+from .support import free_port
 
-import redis
-
-from .support import free_port, until_sync
-
-NODE_TIMEOUT_MS = 1000
+__all__ = ["NODE_TIMEOUT_MS", "ClusterNode", "LocalCluster", "cluster_port"]
 
 
 def cluster_port() -> int:
-    """A free port whose cluster bus port (port + 10000) is a valid, free port too."""
-    for _ in range(1000):
-        port = free_port()
-        if port + 10000 > 65535:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
-    raise AssertionError("no free port pair for a cluster node")
+    return cluster.cluster_port(free_port)
 
 
-class ClusterNode:
-    def __init__(self, port: int, root: Path) -> None:
-        self.port = port
-        self.dir = root / str(port)
-        self.dir.mkdir()
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                str(self.dir / "nodes.conf"),
-                "--cluster-node-timeout",
-                str(NODE_TIMEOUT_MS),
-                # Redis 7 waits 5 s for more replicas before a first full sync; a
-                # replica that never synced cannot be promoted.
-                "--repl-diskless-sync-delay",
-                "0",
-                "--appendonly",
-                "no",
-                "--save",
-                "",
-                "--dir",
-                str(self.dir),
-                "--daemonize",
-                "no",
-                "--loglevel",
-                "warning",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    def client(self, **kwargs) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_connect_timeout=0.5, **kwargs)
-
-    def answers(self) -> bool:
-        try:
-            with self.client() as c:
-                return bool(c.ping())
-        except redis.RedisError:
-            return False
-
-    def info(self, section: str) -> dict:
-        with self.client(socket_timeout=2) as c:
-            return c.info(section)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        if self.alive():
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.alive():
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-class LocalCluster:
-    """3 primaries with one replica each, on 127.0.0.1."""
+class LocalCluster(cluster.LocalCluster):
+    """3 primaries with one replica each, on 127.0.0.1, unpinned."""
 
     def __init__(self, primaries: int = 3, replicas: int = 1) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="chatapp-cluster-"))
-        count = primaries * (1 + replicas)
-        self.nodes = [ClusterNode(cluster_port(), self.root) for _ in range(count)]
-        self.replicas = replicas
-
-    @property
-    def url(self) -> str:
-        """The chatapp URL naming every node (any one would do)."""
-        return "redis+cluster://" + ",".join(n.address for n in self.nodes)
-
-    def start(self) -> LocalCluster:
-        try:
-            for node in self.nodes:
-                node.start()
-            for node in self.nodes:
-                until_sync(node.answers, 10, f"cluster node {node.port}")
-            cli = shutil.which("redis-cli") or "/usr/bin/redis-cli"
-            subprocess.run(
-                [
-                    cli,
-                    "--cluster",
-                    "create",
-                    *(n.address for n in self.nodes),
-                    "--cluster-replicas",
-                    str(self.replicas),
-                    "--cluster-yes",
-                ],
-                check=True,
-                capture_output=True,
-                timeout=60,
-            )
-            self.wait_ok()
-        except BaseException:
-            self.cleanup()
-            raise
-        return self
-
-    def wait_ok(self, timeout: float = 30) -> None:
-        """Until every live node says cluster_state:ok and every live replica is in
-        sync with its primary (only a replica that synced can be promoted)."""
-
-        def ok() -> bool:
-            for node in self.nodes:
-                if not node.alive():
-                    continue
-                try:
-                    with node.client(socket_timeout=1) as c:
-                        if b"cluster_state:ok" not in c.execute_command("CLUSTER", "INFO"):
-                            return False
-                        replication = c.info("replication")
-                except redis.RedisError:
-                    return False
-                if replication.get("role") == "slave" and (
-                    replication.get("master_link_status") != "up"
-                    or replication.get("master_sync_in_progress")
-                ):
-                    return False
-            return True
-
-        until_sync(ok, timeout, "cluster_state:ok on every node", interval=0.1)
-
-    def topology(self) -> dict[int, dict]:
-        """port -> {'role': 'master'|'slave', 'master': port or None, 'slots': [...]},
-        as some live node sees it."""
-        for node in self.nodes:
-            if not node.alive():
-                continue
-            try:
-                with node.client(socket_timeout=1, decode_responses=True) as c:
-                    text = c.execute_command("CLUSTER", "NODES")
-            except redis.RedisError:
-                continue
-            if isinstance(text, dict):  # redis-py may parse it already
-                raise AssertionError("unexpected parsed CLUSTER NODES")
-            ids, out = {}, {}
-            rows = [line.split() for line in text.splitlines() if line.strip()]
-            for row in rows:
-                ids[row[0]] = int(row[1].split("@")[0].rsplit(":", 1)[1])
-            for row in rows:
-                flags = row[2].split(",")
-                port = ids[row[0]]
-                out[port] = {
-                    "role": "master" if "master" in flags else "slave",
-                    "master": ids.get(row[3]),
-                    "failed": "fail" in flags or "fail?" in flags,
-                    "slots": row[8:],
-                }
-            return out
-        raise AssertionError("no cluster node answers")
-
-    def node(self, port: int) -> ClusterNode:
-        return next(n for n in self.nodes if n.port == port)
-
-    def owner(self, slot: int) -> ClusterNode:
-        """The primary serving `slot` now."""
-        with self.live_node().client(socket_timeout=1) as c:
-            for start, end, primary, *_ in c.execute_command("CLUSTER", "SLOTS"):
-                if start <= slot <= end:
-                    return self.node(int(primary[1]))
-        raise AssertionError(f"slot {slot} not served")
-
-    def live_node(self) -> ClusterNode:
-        return next(n for n in self.nodes if n.alive() and n.answers())
-
-    def primaries(self) -> list[ClusterNode]:
-        return [self.node(p) for p, t in self.topology().items() if t["role"] == "master"]
-
-    def flushall(self) -> None:
-        for node in self.primaries():
-            if node.alive():
-                with node.client() as c:
-                    c.flushall()
-
-    def cleanup(self) -> None:
-        for node in self.nodes:
-            node.kill()
-        shutil.rmtree(self.root, ignore_errors=True)
+        super().__init__(primaries, replicas, free_port=free_port)
