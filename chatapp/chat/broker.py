@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass, field
 
 from redis.exceptions import (
@@ -27,6 +26,7 @@ from redis.exceptions import (
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chatapp.chat import frames
+from chatapp.chat.listing import ActivityListing
 from chatapp.store.client import Store
 from chatapp.store.keys import Keys
 
@@ -299,7 +299,6 @@ MAX_REACTIONS = 20  # different emoji on one message
 # doubling, about 2.5 s in all, so a live reshard (milliseconds) refuses nothing.
 SLOT_MOVE_ATTEMPTS = 8
 SLOT_MOVE_BACKOFF = 0.02
-LISTING_EVERY = 1.0  # seconds between refreshes of a room's activity time, per worker
 
 
 class Unavailable(Exception):
@@ -350,7 +349,7 @@ class Broker:
         self._history_after = self._redis.register_script(_HISTORY_AFTER)
         self._change = self._redis.register_script(_sharded(_CHANGE, self._cluster))
         self._page = self._redis.register_script(_PAGE)
-        self._listed: dict[str, float] = {}  # room -> when its listing was last refreshed
+        self.listing = ActivityListing(self._redis)  # rooms' activity times, in batches
         self._wait_replicas = wait_replicas
         self._wait_ms = max(1, int(wait_timeout * 1000))
         if wait_replicas:
@@ -380,27 +379,13 @@ class Broker:
         body = frames.message_body(room, username, text, client_id, reply_to)
         keys = [*_script_keys(room, username), Keys.room_changes(room)]
         args = [body, self._history_limit, self._rate_limit, self._rate_window_ms, reply_to or 0]
-        listing = self._listing_due(room)
         if self._wait_replicas:
             result = await self._append_replicated(room, keys, args)
-            if listing:
-                await self._list(room, public)
-        elif listing and self._cluster:
-            # A cluster pipeline cannot carry EVALSHA: the listing is its own call.
-            result = await self._run(self._append, keys=keys, args=args)
-            if not isinstance(result, int):
-                await self._list(room, public)
-        elif listing:
-            # The room list's activity time is global (another hash slot than
-            # the room's keys): set beside the script, at most once a second.
-            pipe = self._redis.pipeline(transaction=False)
-            await self._append(keys=keys, args=args, client=pipe)
-            pipe.zadd(Keys.rooms if public else Keys.private_conversations, {room: time.time()})
-            result = (await self._run(pipe.execute))[0]
         else:
             result = await self._run(self._append, keys=keys, args=args)
         if isinstance(result, int):
             raise _REFUSALS[result]
+        self.listing.touch(room, public)
         return result
 
     async def change_message(
@@ -519,26 +504,6 @@ class Broker:
             else:
                 return stored, acked if not isinstance(acked, Exception) else 0
         raise Unavailable("the room's slot kept moving")
-
-    async def _list(self, room: str, public: bool) -> None:
-        """Refresh the room's activity time in its listing (best effort: the message
-        is stored already, and the next one refreshes it again)."""
-        try:
-            await self._redis.zadd(
-                Keys.rooms if public else Keys.private_conversations, {room: time.time()}
-            )
-        except (RedisError, OSError) as exc:
-            log.warning("room %s: listing not refreshed: %s", room, exc)
-
-    def _listing_due(self, room: str) -> bool:
-        """Whether this worker should refresh `room`'s last activity in its listing."""
-        now = time.monotonic()
-        if now - self._listed.get(room, -LISTING_EVERY) < LISTING_EVERY:
-            return False
-        if len(self._listed) > 10_000:  # forget rooms whose refresh is due anyway
-            self._listed = {r: t for r, t in self._listed.items() if now - t < LISTING_EVERY}
-        self._listed[room] = now
-        return True
 
     @staticmethod
     async def _run(call, **kwargs) -> bytes | int | list:

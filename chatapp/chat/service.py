@@ -151,6 +151,7 @@ class ChatService:
         await self.presence.stop()
         self.rooms.stop()
         await self.rooms.subscriber.stop()
+        await self.broker.listing.close()
         for task in list(self._tasks):
             task.cancel()
 
