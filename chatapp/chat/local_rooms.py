@@ -55,6 +55,7 @@ CATCH_UP_READS = 3
 # closed as slow (1013) because of its own history.
 FIRST_FRAME_MESSAGES = 50
 FIRST_FRAME_BYTES = 1_048_576 // 2
+FILLS_AT_ONCE = 32  # rooms reading their gap from history together after a reconnect
 # Reads of history a skipped id gets before the frames held back for it go out
 # as they are (Redis unreachable meanwhile: the subscriber's own gap fill follows).
 SKIP_FILL_ATTEMPTS = 3
@@ -433,5 +434,10 @@ class LocalRooms:
         self._on_control(event)
 
     async def resubscribed(self, lost: bool) -> None:
-        for room in list(self._by_name.values()):
-            await room.fill_gap(lost)
+        """Every room fills what it missed, a few at a time (one history read each:
+        2,000 rooms one after another took seconds after a shard came back)."""
+        rooms = list(self._by_name.values())
+        for start in range(0, len(rooms), FILLS_AT_ONCE):
+            await asyncio.gather(
+                *(room.fill_gap(lost) for room in rooms[start : start + FILLS_AT_ONCE])
+            )

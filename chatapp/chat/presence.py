@@ -57,8 +57,9 @@ end
 return swept
 """
 
-# Records per refresh call on a single Redis (see Presence.refresh).
+# Records per refresh call (see Presence.refresh).
 REFRESH_BATCH = 1000
+LEAVES_AT_ONCE = 50  # leaves writing to Redis at the same time, per worker
 
 
 def _batches(rooms: list[str], by_room: dict[str, list[str]], size: int) -> list[list[str]]:
@@ -101,6 +102,10 @@ class Presence:
         self._local: Counter[tuple[str, str]] = Counter()  # (room, user) -> sockets
         self._refresh_script = redis.register_script(_REFRESH)
         self._task: asyncio.Task | None = None
+        # Thousands of sockets closing at once (clients gone in one go) queue here
+        # rather than each take a connection: the pool would refuse the rest
+        # (at once on a cluster; after its wait on one Redis).
+        self._leaving = asyncio.Semaphore(LEAVES_AT_ONCE)
 
     def _member(self, username: str) -> str:
         return f"{self.worker_id}|{username}"
@@ -121,9 +126,10 @@ class Presence:
         if self._local[key] > 0:
             return
         del self._local[key]
-        await self._redis.zrem(Keys.room_members(room), self._member(username))
-        if not await self._announce(room):
-            await self._emptied(room)
+        async with self._leaving:
+            await self._redis.zrem(Keys.room_members(room), self._member(username))
+            if not await self._announce(room):
+                await self._emptied(room)
 
     async def users(self, room: str) -> list[str]:
         members = await self._redis.zrangebyscore(Keys.room_members(room), time.time(), "+inf")

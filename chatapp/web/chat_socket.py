@@ -243,7 +243,8 @@ async def _leave(chat, conn: Connection) -> None:
     try:
         await chat.leave(conn)
     except Exception as exc:  # Redis down: presence records expire by themselves
-        log.warning("leave of %s in %s not recorded: %s", conn.username, conn.room, exc)
+        why = str(exc) or type(exc).__name__
+        log.warning("leave of %s in %s not recorded: %s", conn.username, conn.room, why)
 
 
 async def _on_text(chat, conn: Connection, data: str, max_length: int) -> None:
