@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from chatapp.chat.broker import Broker
 from chatapp.chat.listing import ActivityListing
 from chatapp.store.client import make_store
 from chatapp.store.keys import Keys
@@ -38,3 +39,11 @@ async def test_close_writes_what_is_still_due(store):
     listing.touch("attic", public=True)
     await listing.close()
     assert await store.raw.zrange(Keys.rooms, 0, -1) == [b"attic"]
+
+
+async def test_a_conversations_first_message_lists_it_at_once(store):
+    broker = Broker(store, history_limit=10, rate_limit=100, rate_window=10)
+    await broker.publish_message("@ann:ben", "ann", "hello", None, public=False)
+    assert await store.raw.zrange(Keys.private_conversations, 0, -1) == [b"@ann:ben"]
+    await broker.publish_message("@ann:ben", "ann", "again", None, public=False)
+    await broker.listing.close()

@@ -385,7 +385,10 @@ class Broker:
             result = await self._run(self._append, keys=keys, args=args)
         if isinstance(result, int):
             raise _REFUSALS[result]
-        self.listing.touch(room, public)
+        if frames.message_id(result) == 1:
+            await self.listing.list_now(room, public)
+        else:
+            self.listing.touch(room, public)
         return result
 
     async def change_message(

@@ -7,6 +7,8 @@ second per room and worker, as it was) made that primary about 30 % busier
 than the others when many quiet rooms talk (bench W9), and cost a round trip
 in the sender's path. So each worker notes the rooms that had a message and
 writes them once a second: one ZADD per list, with the time of the write.
+A conversation's first message lists it at once (a direct conversation
+enters the admin page's list that way).
 """
 
 from __future__ import annotations
@@ -46,11 +48,19 @@ class ActivityListing:
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._every, self._write_soon)
 
+    async def list_now(self, room: str, public: bool) -> None:
+        """List `room` at once: its first message (a direct conversation is listed
+        from its first message on; the admin page shows it)."""
+        key = Keys.rooms if public else Keys.private_conversations
+        try:
+            await self._redis.zadd(key, {room: time.time()})
+        except (RedisError, OSError) as exc:
+            log.warning("room %s not listed: %s", room, exc)
+            self.touch(room, public)  # the next write tries again
+
     def _write_soon(self) -> None:
         self._timer = None
-        self._writing = asyncio.get_running_loop().create_task(
-            self.write(), name="chatapp-listing"
-        )
+        self._writing = asyncio.get_running_loop().create_task(self.write(), name="chatapp-listing")
 
     async def write(self) -> None:
         """Write what is due now (best effort: the next message refreshes it again)."""
