@@ -36,6 +36,11 @@ def pytest_collection_modifyitems(config, items) -> None:
             if item.get_closest_marker(group):
                 item.add_marker(pytest.mark.xdist_group(group))
                 break
+        else:
+            if item.get_closest_marker("browser"):
+                # A browser module shares one app process and one Chromium: on one
+                # worker it starts them once, not once per worker.
+                item.add_marker(pytest.mark.xdist_group(f"browser-{item.module.__name__}"))
 
 
 def pytest_collection_finish(session) -> None:
