@@ -851,10 +851,11 @@ def shard_model(run: dict) -> str:
             "servers taking turns on one core each do less per wake-up, so c here is an upper "
             "bound for a primary on a core of its own); the "
             f"primary holding `chatapp:rooms` spent {_fmt(c_list, 1)} µs more per message of "
-            "any room: the room listing's activity time (`chatapp:rooms`, one key for every "
-            "room) is refreshed with a ZADD at most once a second per room and worker, so "
-            "in rooms that send less often than that (W9's, every 4 s) every message costs "
-            "one more command on that one primary. With c = "
+            "any room: the room listing's activity times (`chatapp:rooms`, one key for every "
+            "room) are written once a second per worker, one ZADD for all the rooms that had "
+            "a message (`chatapp/chat/listing.py`); when every message of a quiet room wrote "
+            "its own ZADD, l was 29-37 µs and that primary 31-34 % busier than the others. "
+            "With c = "
             f"{_fmt(c_msg, 1)} µs and l = {_fmt(c_list, 1)} µs, N primaries carry about "
             "1 / (c / N + l) messages/s of such rooms: "
             f"{_fmt(_capacity(c_msg, c_list, 1), 0)} for N = 1, "
@@ -862,8 +863,7 @@ def shard_model(run: dict) -> str:
             f"{_fmt(_capacity(c_msg, c_list, 10), 0)} for 10, never more than "
             f"{_fmt(1e6 / c_list if c_list else None, 0)} (1 / l) however many shards; "
             "without that key (l = 0) it would be N × "
-            f"{_fmt(1e6 / c_msg, 0)}. Busy rooms (a message a second or more) pay l once "
-            f"a second, not per message. A worker spent {_fmt(worker, 1)} µs per message "
+            f"{_fmt(1e6 / c_msg, 0)}. A worker spent {_fmt(worker, 1)} µs per message "
             f"here, about {_fmt(1e6 / worker if worker else None, 0)} messages/s per worker "
             "core, so on this shape workers, not Redis, are what to add first."
         )
@@ -875,7 +875,7 @@ six of the cluster: three primaries and their replicas) and the chatapp worker a
 to one core (CPU 0), the generator to the other. So the cluster cannot be faster here: its
 six servers take turns on the core the worker needs, and a message costs a little more
 in all (cluster bus, replication to a replica, a sharded subscriber connection per
-primary, the room listing's refresh as a call of its own). The ratios above are what the
+primary). The ratios above are what the
 cluster costs on one core, not what it gains, and one worker on a shared core cannot load
 Redis to its limit: W9 is Redis-bound only in that most of what it costs Redis is per room
 and per message. What the run does show is what decides how a cluster scales: the Redis

@@ -7,18 +7,15 @@ a slot resharded live) are in test_cluster_failure.py.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from chatapp.chat import presence as presence_module
 from chatapp.store.client import make_store
-from chatapp.store.keys import Keys
 
 from .client import Client
 from .cluster_support import LocalCluster
 from .support import ROOT, RedisServer, app_env, app_pair, free_port, run_cli
-from .test_presence import Told, presence_of
+from .test_presence import Told, presence_of, refresh_sweeps
 
 pytestmark = [pytest.mark.cluster, pytest.mark.multiprocess]
 
@@ -225,17 +222,7 @@ async def test_cluster_presence_refresh_extends_records_and_sweeps_a_vanished_wo
         rooms = [f"pr_room{i}" for i in range(12)]
         for room in rooms:  # as a join on a cluster: no MULTI across slots
             await presence.join(room, "ann", store.raw.pipeline(transaction=False))
-        gone = ("pr_room2", "pr_room9")
-        for room in gone:
-            await store.raw.zadd(Keys.room_members(room), {"gone:1:aa|zed": time.time() - 1})
-        told.announced.clear()
-        before = time.time()
-        await presence.refresh()
-        for room in rooms:
-            members = await store.raw.zrange(Keys.room_members(room), 0, -1, withscores=True)
-            assert [m for m, _ in members] == [f"{presence.worker_id}|ann".encode()]
-            assert members[0][1] >= before + 20
-        assert sorted(told.announced) == [(room, ["ann"]) for room in gone]
+        await refresh_sweeps(store, presence, told, rooms, ("pr_room2", "pr_room9"), ("ann",))
     finally:
         await store.close()
 

@@ -67,6 +67,24 @@ async def test_refresh_extends_own_records_and_sweeps_a_vanished_workers(store):
     assert told.announced == [("lobby", ["ann"])]  # only the room that lost someone
 
 
+async def refresh_sweeps(store, presence: Presence, told: Told, rooms, gone, users) -> None:
+    """With a vanished worker's record in each room of `gone`, one refresh leaves
+    every room of `rooms` with exactly our records for `users`, pushed forward,
+    and announces the rooms of `gone` only."""
+    for room in gone:
+        await store.raw.zadd(Keys.room_members(room), {"gone:1:aa|zed": time.time() - 1})
+    told.announced.clear()
+    before = time.time()
+    await presence.refresh()
+    for room in rooms:
+        members = await store.raw.zrange(Keys.room_members(room), 0, -1, withscores=True)
+        assert sorted(m for m, _ in members) == [
+            f"{presence.worker_id}|{u}".encode() for u in users
+        ]
+        assert all(score >= before + 20 for _, score in members)
+    assert sorted(told.announced) == [(room, list(users)) for room in sorted(gone)]
+
+
 async def test_refresh_in_batches_reaches_every_room_and_sweeps_each(store, monkeypatch):
     monkeypatch.setattr(presence_module, "REFRESH_BATCH", 3)  # records per call
     told = Told()
@@ -75,18 +93,7 @@ async def test_refresh_in_batches_reaches_every_room_and_sweeps_each(store, monk
     for room in rooms:
         for user in ("ann", "ben"):
             await join(presence, store, room, user)
-    for room in ("room1", "room5"):
-        await store.raw.zadd(Keys.room_members(room), {"gone:1:aa|zed": time.time() - 1})
-    told.announced.clear()
-    before = time.time()
-    await presence.refresh()
-    for room in rooms:
-        members = await store.raw.zrange(Keys.room_members(room), 0, -1, withscores=True)
-        assert sorted(m for m, _ in members) == [
-            f"{presence.worker_id}|{u}".encode() for u in ("ann", "ben")
-        ]
-        assert all(score >= before + 20 for _, score in members)
-    assert sorted(told.announced) == [("room1", ["ann", "ben"]), ("room5", ["ann", "ben"])]
+    await refresh_sweeps(store, presence, told, rooms, ("room1", "room5"), ("ann", "ben"))
 
 
 async def test_room_whose_every_socket_died_with_its_worker_is_swept_by_another(store):
