@@ -213,7 +213,19 @@ def sidebar_table(run: dict) -> list[str]:
         ]
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     rows += ["", f"Messages sent: {_fmt(res.get('messages_sent'))}; errors: {_errors(res)}."]
+    rows[-1] += _apart(res)
     return rows
+
+
+def _apart(res: dict) -> str:
+    """The note on a result carried over from another run (`measured_apart`)."""
+    apart = res.get("measured_apart")
+    if not apart:
+        return ""
+    return (
+        f" Measured apart from the other workloads: `{apart['command']}`, started "
+        f"{apart['started']}, 1-minute load {res.get('loadavg_1min')} on this 2-core machine."
+    )
 
 
 def actions_table(run: dict) -> list[str]:
@@ -358,13 +370,7 @@ def search_table(run: dict) -> list[str]:
             _fmt(lat.get(k), 2) for k in ("p50", "p90", "p99", "max")
         ]
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
-    rows += ["", f"Errors: {_errors(res)}."]
-    apart = res.get("measured_apart")
-    if apart:
-        rows[-1] += (
-            f" Measured apart from the other workloads: `{apart['command']}`, started "
-            f"{apart['started']}, 1-minute load {res.get('loadavg_1min')} on this 2-core machine."
-        )
+    rows += ["", f"Errors: {_errors(res)}." + _apart(res)]
     return rows
 
 
