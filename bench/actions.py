@@ -25,7 +25,7 @@ import re
 import secrets
 from array import array
 from collections import Counter, deque
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from bench.loadgen import (
     _ID,
@@ -38,9 +38,11 @@ from bench.loadgen import (
     close_many,
     connect_many,
     delivery_report,
+    joined_report,
     login_many,
     now,
     percentiles_ms,
+    senders_of,
 )
 from bench.procstat import Probe
 
@@ -235,10 +237,7 @@ async def run_actions(target: Target, spec: ActionsSpec, probe: Probe | None = N
     t1 = now()
     live: list[ActionMember] = await connect_many(target, members, cookies)
     connect_s = now() - t1
-    by_room: dict[str, list[ActionMember]] = {}
-    for m in live:
-        by_room.setdefault(m.room, []).append(m)
-    senders = [m for room in by_room.values() for m in room[: spec.senders_per_room]]
+    senders = senders_of(live, spec.senders_per_room)
     await asyncio.sleep(0.2)  # let join-time presence frames settle
     sent: Counter[str] = Counter()
     acted: Counter[str] = Counter()
@@ -270,13 +269,7 @@ async def run_actions(target: Target, spec: ActionsSpec, probe: Probe | None = N
     frames_sent = sum(kinds.values())
     updates_expected = sum(acted[m.room] for m in live)
     return {
-        "spec": asdict(spec),
-        "sockets": total,
-        "connected": len(live),
-        "users": len(cookies),
-        "auth_s": round(auth_s, 3),
-        "connect_s": round(connect_s, 3),
-        "connect_ms": percentiles_ms(stats.connect_times),
+        **joined_report(spec, total, live, cookies, auth_s, connect_s, stats),
         **report,
         "frames_sent": frames_sent,
         "frames_sent_by_type": dict(kinds),

@@ -268,6 +268,21 @@ class Member:
             await self.ws.close()
 
 
+def connect_error(exc: BaseException) -> str:
+    """The error counter a failed connect counts in: its HTTP status or its kind."""
+    if isinstance(exc, wsclient.HandshakeError):
+        return f"connect:HTTP {exc.status}"
+    return f"connect:{type(exc).__name__}"
+
+
+def senders_of(live: list, per_room: int) -> list:
+    """The first `per_room` connected sockets of each room (a refused one is skipped)."""
+    by_room: dict[str, list] = {}
+    for member in live:
+        by_room.setdefault(member.room, []).append(member)
+    return [m for room in by_room.values() for m in room[:per_room]]
+
+
 async def connect_many(
     target: Target, members: list[Member], cookies: list[str], concurrency: int = 100
 ) -> list[Member]:
@@ -280,10 +295,7 @@ async def connect_many(
                 await member.connect(target, cookies[i % len(cookies)])
                 return member
             except (OSError, TimeoutError, ValueError) as exc:
-                name = type(exc).__name__
-                if isinstance(exc, wsclient.HandshakeError):
-                    name = f"HTTP {exc.status}"
-                member.stats.errors[f"connect:{name}"] += 1
+                member.stats.errors[connect_error(exc)] += 1
                 await member.close()
                 return None
 
@@ -291,10 +303,24 @@ async def connect_many(
     return [m for m in done if m is not None]
 
 
-async def close_many(members: list[Member], concurrency: int = 500) -> None:
+def joined_report(spec, total: int, live: list, cookies: list, auth_s, connect_s, stats) -> dict:
+    """What a chat workload's result starts with: its spec and how its sockets joined."""
+    return {
+        "spec": asdict(spec),
+        "sockets": total,
+        "connected": len(live),
+        "users": len(cookies),
+        "auth_s": round(auth_s, 3),
+        "connect_s": round(connect_s, 3),
+        "connect_ms": percentiles_ms(stats.connect_times),
+    }
+
+
+async def close_many(members: list, concurrency: int = 500) -> None:
+    """Close every socket (a Member or anything with an async close()), a few at a time."""
     gate = asyncio.Semaphore(concurrency)
 
-    async def one(member: Member) -> None:
+    async def one(member) -> None:
         async with gate:
             await member.close()
 
@@ -507,11 +533,7 @@ async def run_chat(target: Target, spec: ChatSpec, probe: Probe | None = None) -
     t1 = now()
     live = await connect_many(target, members, cookies)
     connect_s = now() - t1
-    # The first connected sockets of each room send (a refused one is skipped).
-    by_room: dict[str, list[Member]] = {}
-    for m in live:
-        by_room.setdefault(m.room, []).append(m)
-    senders = [m for room in by_room.values() for m in room[: spec.senders_per_room]]
+    senders = senders_of(live, spec.senders_per_room)
     await asyncio.sleep(0.2)  # let join-time presence frames settle
     idle = {}
     if spec.idle_before:
@@ -531,13 +553,7 @@ async def run_chat(target: Target, spec: ChatSpec, probe: Probe | None = None) -
         await probe.stop_sampling()
     return {
         **(memory_growth(probe.series, meter.t0) if probe else {}),
-        "spec": asdict(spec),
-        "sockets": total,
-        "connected": len(live),
-        "users": len(cookies),
-        "auth_s": round(auth_s, 3),
-        "connect_s": round(connect_s, 3),
-        "connect_ms": percentiles_ms(stats.connect_times),
+        **joined_report(spec, total, live, cookies, auth_s, connect_s, stats),
         **delivery_report(stats, live, sent, send_s),
         "delivered_per_s": round(stats.frames / phase["wall_s"], 1),
         **phase,

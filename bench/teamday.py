@@ -32,7 +32,15 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 
 from bench import wsclient
-from bench.loadgen import Meter, Target, login_many, now, percentiles_ms
+from bench.loadgen import (
+    Meter,
+    Target,
+    close_many,
+    connect_error,
+    login_many,
+    now,
+    percentiles_ms,
+)
 from bench.procstat import Probe
 
 MARK = "w7 "
@@ -300,26 +308,13 @@ async def _open_many(target: Target, socks: list[Sock], limit: int) -> list[Sock
                 await sock.open(target)
                 return sock
             except (OSError, TimeoutError, ValueError) as exc:
-                name = type(exc).__name__
-                if isinstance(exc, wsclient.HandshakeError):
-                    name = f"HTTP {exc.status}"
-                sock.run.errors[f"connect:{name}"] += 1
+                sock.run.errors[connect_error(exc)] += 1
                 await sock.close()
                 sock.last_id = None
                 return None
 
     done = await asyncio.gather(*(one(s) for s in socks))
     return [s for s in done if s is not None]
-
-
-async def _close_many(socks: list[Sock], limit: int = 500) -> None:
-    gate = asyncio.Semaphore(limit)
-
-    async def one(sock: Sock) -> None:
-        async with gate:
-            await sock.close()
-
-    await asyncio.gather(*(one(s) for s in socks))
 
 
 async def _conversation(run: Run, room: Room, deadline: float) -> None:
@@ -465,7 +460,7 @@ async def run_teamday(target: Target, spec: TeamDaySpec, probe: Probe | None = N
         await asyncio.sleep(0.1)
     if probe:
         await probe.stop_sampling()
-    await _close_many(live)
+    await close_many(live)
 
     lost = sum(s.gaps + (s.room.top_id - s.last_id) for s in kept)
     updates_lost = sum(
