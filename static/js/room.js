@@ -970,7 +970,8 @@ function loggedOut() {
   stopped = true;
   setState("offline", _("Logged out"));
   storeNotice(format(_("Your session ended. Log in again to rejoin room {room}."), { room }));
-  location.assign(`/login/?next=${encodeURIComponent(location.pathname)}`);
+  // Slashes kept, as the server writes `next` in its own redirects.
+  location.assign(`/login/?next=${encodeURIComponent(location.pathname).replace(/%2F/g, "/")}`);
 }
 
 // -- sending -----------------------------------------------------------------------
